@@ -1,0 +1,57 @@
+"""ClaudeInstrumentor: turns the agent on and off for the Anthropic SDK."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Collection
+
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+
+from . import patches
+from .settings import Settings
+from .telemetry import Telemetry
+
+logger = logging.getLogger("claude_otel")
+
+_instruments = ("anthropic >= 0.40.0",)
+_lock = threading.Lock()
+
+
+class ClaudeInstrumentor(BaseInstrumentor):
+    """An OpenTelemetry instrumentor for the official `anthropic` SDK (every version from 0.40).
+
+    `ClaudeInstrumentor().instrument(tracer_provider=..., meter_provider=...)` patches the SDK's classes,
+    so clients created before and after are covered; `uninstrument()` restores every original.
+    Keyword settings override the CLAUDE_OTEL_* environment (see `claude_otel.settings`).
+    """
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        """Returns the SDK requirement that must be installed for instrument() to act."""
+        return _instruments
+
+    def _instrument(self, **kwargs) -> None:
+        settings = kwargs.get("settings")
+        if not isinstance(settings, Settings):
+            overrides = {k: kwargs[k] for k in (
+                "proxy_idle_timeout", "chunk_metrics", "capture_content", "content_max_chars", "max_models",
+            ) if k in kwargs}
+            settings = Settings.from_env(**overrides)
+        if not settings.enabled:
+            logger.info("claude-otel: CLAUDE_OTEL_ENABLED=false, not instrumenting the Anthropic SDK")
+            return
+        with _lock:
+            try:
+                patches.STATE.telemetry = Telemetry(
+                    kwargs.get("tracer_provider"), kwargs.get("meter_provider"), settings)
+                patched = patches.apply()
+                logger.debug("claude-otel: patched %s", ", ".join(patched))
+            except Exception:
+                patches.STATE.telemetry = None
+                patches.remove()
+                logger.warning("claude-otel: could not instrument the Anthropic SDK", exc_info=True)
+
+    def _uninstrument(self, **kwargs) -> None:
+        with _lock:
+            patches.remove()
+            patches.STATE.telemetry = None

@@ -1,0 +1,64 @@
+"""The agent's metric instruments, created once per meter provider from the names in semconv."""
+
+from __future__ import annotations
+
+from opentelemetry.metrics import Meter
+
+from . import semconv
+
+
+def _histogram(meter: Meter, name: str, unit: str, description: str, buckets):
+    """Returns a histogram with advisory bucket boundaries (plain histogram on older OTel APIs)."""
+    try:
+        return meter.create_histogram(
+            name, unit=unit, description=description, explicit_bucket_boundaries_advisory=list(buckets)
+        )
+    except TypeError:  # opentelemetry-api before advisory parameters
+        return meter.create_histogram(name, unit=unit, description=description)
+
+
+class Instruments:
+    """Every instrument the agent records, named exactly as the public contract says."""
+
+    def __init__(self, meter: Meter, chunk_metrics: bool = False) -> None:
+        d = semconv.DURATION_BUCKETS
+        self.operation_duration = _histogram(
+            meter, semconv.OPERATION_DURATION, "s",
+            "Duration of one Anthropic SDK call, including retries, backoff and reading its stream.", d)
+        self.token_usage = _histogram(
+            meter, semconv.TOKEN_USAGE, "{token}",
+            "Tokens used per call, by gen_ai.token.type (input, output, cache_read, cache_creation).",
+            semconv.TOKEN_BUCKETS)
+        self.time_to_first_chunk = _histogram(
+            meter, semconv.TIME_TO_FIRST_CHUNK, "s",
+            "Streamed calls: from the call's start (incl. earlier attempts and backoff) to the first content delta.", d)
+        self.time_per_output_chunk = _histogram(
+            meter, semconv.TIME_PER_OUTPUT_CHUNK, "s",
+            "Streamed calls: time between content deltas after the first one.",
+            semconv.CHUNK_BUCKETS) if chunk_metrics else None
+        self.stream_max_gap = _histogram(
+            meter, semconv.STREAM_MAX_GAP, "s",
+            "Streamed calls: the longest wait for the next event after the first token; what a read or proxy idle "
+            "timeout kills.", d)
+        self.prefill_duration = _histogram(
+            meter, semconv.PREFILL_DURATION, "s",
+            "Streamed calls: from the final attempt's request body sent to its first content delta (queueing, "
+            "prefill and network as the client observes them).", d)
+        self.attempt_duration = _histogram(
+            meter, semconv.ATTEMPT_DURATION, "s", "Duration of one HTTP attempt within a call.", d)
+        self.retries = meter.create_counter(
+            semconv.RETRIES, unit="{retry}", description="Retries the SDK made, by anthropic.retry.reason.")
+        self.retry_backoff = _histogram(
+            meter, semconv.RETRY_BACKOFF, "s", "The wait before each retry, by anthropic.retry.reason.", d)
+        self.timeouts = meter.create_counter(
+            semconv.TIMEOUTS, unit="{timeout}",
+            description="Attempts that hit a client timeout, by anthropic.timeout.phase (connect, read, write, pool).")
+        self.timeout_utilization = _histogram(
+            meter, semconv.TIMEOUT_UTILIZATION, "1",
+            "Per attempt, the largest fraction of its governing timeout it used (1 = timed out).",
+            semconv.UTILIZATION_BUCKETS)
+        self.active_requests = meter.create_up_down_counter(
+            semconv.ACTIVE_REQUESTS, unit="{request}", description="Anthropic SDK calls in flight.")
+        self.ratelimit_remaining = meter.create_gauge(
+            semconv.RATELIMIT_REMAINING, unit="{unit}",
+            description="Remaining rate limit from anthropic-ratelimit-*-remaining headers, by anthropic.ratelimit.kind.")

@@ -1,0 +1,286 @@
+"""Every place the agent patches, gathered in one table, and the wrappers installed there.
+
+Patch points (class attributes, so clients created before or after
+`instrument()` are covered, platform clients included):
+
+- `SyncAPIClient.request` / `AsyncAPIClient.request` — one call (operation),
+  entered once per SDK method call, around the SDK's own retry loop;
+- `httpx.Client.send` / `AsyncClient.send` (and the httpx2 twins) — one HTTP
+  attempt; only requests sent from inside a patched `request()` are observed;
+- `Stream._iter_events` / `AsyncStream._iter_events` — the events of a stream;
+- `Stream.close` / `AsyncStream.close` — a stream closed before its end.
+
+The SDK's public per-attempt Middleware API (>= 0.108) is not used: it runs
+above the transport, so it cannot see connection phases, and clients built
+before instrument() would not get it.  Every wrapper catches the agent's own
+errors and logs them once; the application's exceptions pass through as they
+are.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import importlib
+import logging
+from typing import Callable, List, Optional, Tuple
+
+import wrapt
+from opentelemetry import context as otel_context
+
+from . import phases, streams
+from .operation import Operation
+
+logger = logging.getLogger("claude_otel")
+
+CURRENT: contextvars.ContextVar = contextvars.ContextVar("claude_otel_operation", default=None)
+
+
+class _State:
+    telemetry = None
+    warned = False
+
+
+STATE = _State()
+
+
+def report(where: str) -> None:
+    """Logs an instrumentation error: once as a warning with its traceback, later ones at debug level."""
+    if not STATE.warned:
+        STATE.warned = True
+        logger.warning("claude-otel: instrumentation error in %s (the call itself is unaffected)", where,
+                       exc_info=True)
+    else:
+        logger.debug("claude-otel: instrumentation error in %s", where, exc_info=True)
+
+
+# -- one call ------------------------------------------------------------------------------------------------
+
+def _begin(instance, args, kwargs) -> Optional[Operation]:
+    """Returns a started Operation for a request() call, or None when not instrumenting it; never raises."""
+    tel = STATE.telemetry
+    if tel is None or CURRENT.get() is not None:
+        return None
+    try:
+        options = args[1] if len(args) > 1 else kwargs.get("options")
+        return Operation(tel, instance, options, bool(kwargs.get("stream", False)))
+    except Exception:
+        report("request start")
+        return None
+
+
+def _attach(op: Operation):
+    """Returns (operation token, context token) after making the operation and its span current."""
+    token = CURRENT.set(op)
+    ctx_token = otel_context.attach(op.ctx) if op.own_span else None
+    return token, ctx_token
+
+
+def _detach(tokens) -> None:
+    """Restores the contexts that _attach replaced; never raises."""
+    token, ctx_token = tokens
+    try:
+        if ctx_token is not None:
+            otel_context.detach(ctx_token)
+        CURRENT.reset(token)
+    except Exception:
+        report("context restore")
+
+
+def _returned(op: Operation, result) -> None:
+    try:
+        op.returned(result)
+    except Exception:
+        report("request end")
+
+
+def _failed(op: Operation, exc: BaseException) -> None:
+    try:
+        op.failed(exc)
+    except Exception:
+        report("request failure")
+
+
+def sync_request(wrapped, instance, args, kwargs):
+    op = _begin(instance, args, kwargs)
+    if op is None:
+        return wrapped(*args, **kwargs)
+    tokens = _attach(op)
+    try:
+        result = wrapped(*args, **kwargs)
+    except BaseException as exc:
+        _detach(tokens)
+        _failed(op, exc)
+        raise
+    _detach(tokens)
+    _returned(op, result)
+    return result
+
+
+async def async_request(wrapped, instance, args, kwargs):
+    op = _begin(instance, args, kwargs)
+    if op is None:
+        return await wrapped(*args, **kwargs)
+    tokens = _attach(op)
+    try:
+        result = await wrapped(*args, **kwargs)
+    except BaseException as exc:
+        _detach(tokens)
+        _failed(op, exc)
+        raise
+    _detach(tokens)
+    _returned(op, result)
+    return result
+
+
+# -- one attempt ---------------------------------------------------------------------------------------------
+
+def _begin_attempt(op: Operation, args, kwargs, make_callback):
+    """Returns a started Attempt for a send() call, or None; never raises."""
+    try:
+        request = args[0] if args else kwargs.get("request")
+        return op.begin_attempt(request, make_callback)
+    except Exception:
+        report("attempt start")
+        return None
+
+
+def _responded(op, attempt, response) -> None:
+    try:
+        op.attempt_responded(attempt, response)
+    except Exception:
+        report("attempt response")
+
+
+def _attempt_failed(op, attempt, exc) -> None:
+    try:
+        op.attempt_failed(attempt, exc)
+    except Exception:
+        report("attempt failure")
+
+
+def sync_send(wrapped, instance, args, kwargs):
+    op = CURRENT.get()
+    if op is None or op.finished:
+        return wrapped(*args, **kwargs)
+    attempt = _begin_attempt(op, args, kwargs, phases.make_sync_callback)
+    if attempt is None:
+        return wrapped(*args, **kwargs)
+    try:
+        response = wrapped(*args, **kwargs)
+    except BaseException as exc:
+        _attempt_failed(op, attempt, exc)
+        raise
+    _responded(op, attempt, response)
+    return response
+
+
+async def async_send(wrapped, instance, args, kwargs):
+    op = CURRENT.get()
+    if op is None or op.finished:
+        return await wrapped(*args, **kwargs)
+    attempt = _begin_attempt(op, args, kwargs, phases.make_async_callback)
+    if attempt is None:
+        return await wrapped(*args, **kwargs)
+    try:
+        response = await wrapped(*args, **kwargs)
+    except BaseException as exc:
+        _attempt_failed(op, attempt, exc)
+        raise
+    _responded(op, attempt, response)
+    return response
+
+
+# -- streams -------------------------------------------------------------------------------------------------
+
+def _stream_attempt(instance):
+    """Returns the unfinished Attempt behind a stream, or None."""
+    attempt = streams.attempt_of(instance)
+    if attempt is None or attempt.op.finished or STATE.telemetry is None:
+        return None
+    return attempt
+
+
+def sync_iter_events(wrapped, instance, args, kwargs):
+    events = wrapped(*args, **kwargs)
+    attempt = _stream_attempt(instance)
+    if attempt is None:
+        return events
+    tel = attempt.op.tel
+    return streams.observe(events, attempt, tel.instruments.time_per_output_chunk, tel.capture_content)
+
+
+def async_iter_events(wrapped, instance, args, kwargs):
+    events = wrapped(*args, **kwargs)
+    attempt = _stream_attempt(instance)
+    if attempt is None:
+        return events
+    tel = attempt.op.tel
+    return streams.observe_async(events, attempt, tel.instruments.time_per_output_chunk, tel.capture_content)
+
+
+def _closing(instance) -> None:
+    attempt = streams.attempt_of(instance)
+    if attempt is not None and not attempt.op.finished:
+        try:
+            attempt.op.abandon()
+        except Exception:
+            report("stream close")
+
+
+def sync_close(wrapped, instance, args, kwargs):
+    _closing(instance)
+    return wrapped(*args, **kwargs)
+
+
+async def async_close(wrapped, instance, args, kwargs):
+    _closing(instance)
+    return await wrapped(*args, **kwargs)
+
+
+# -- the table -----------------------------------------------------------------------------------------------
+
+PATCHES: Tuple[Tuple[str, str, str, Callable], ...] = (
+    ("anthropic._base_client", "SyncAPIClient", "request", sync_request),
+    ("anthropic._base_client", "AsyncAPIClient", "request", async_request),
+    ("anthropic._streaming", "Stream", "_iter_events", sync_iter_events),
+    ("anthropic._streaming", "AsyncStream", "_iter_events", async_iter_events),
+    ("anthropic._streaming", "Stream", "close", sync_close),
+    ("anthropic._streaming", "AsyncStream", "close", async_close),
+    ("httpx", "Client", "send", sync_send),
+    ("httpx", "AsyncClient", "send", async_send),
+    ("httpx2", "Client", "send", sync_send),
+    ("httpx2", "AsyncClient", "send", async_send),
+)
+
+_applied: List[Tuple[type, str, object, object]] = []
+
+
+def apply() -> List[str]:
+    """Installs every patch whose module is importable (once); returns the dotted names patched."""
+    if _applied:
+        return []
+    done = []
+    for module_name, class_name, attr, wrapper in PATCHES:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        cls = getattr(module, class_name, None)
+        if cls is None or attr not in cls.__dict__:
+            continue
+        original = cls.__dict__[attr]
+        wrapt.wrap_function_wrapper(cls, attr, wrapper)
+        _applied.append((cls, attr, original, cls.__dict__[attr]))
+        done.append(f"{module_name}.{class_name}.{attr}")
+    return done
+
+
+def remove() -> None:
+    """Restores every original the agent replaced (leaving alone any patch another library put on top)."""
+    while _applied:
+        cls, attr, original, installed = _applied.pop()
+        if cls.__dict__.get(attr) is installed:
+            setattr(cls, attr, original)
+        else:
+            logger.warning("claude-otel: %s.%s was patched again by someone else; leaving it in place",
+                           cls.__name__, attr)
