@@ -1,0 +1,138 @@
+"""Shared fixtures: the local simulator, in-memory telemetry, and readers for what the agent recorded."""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from opentelemetry.sdk.metrics import MeterProvider  # noqa: E402
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader  # noqa: E402
+from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
+
+
+def sdk_httpx():
+    """Returns the HTTP library module the installed SDK uses (httpx for 0.x, httpx2 from 1.0)."""
+    import anthropic._base_client as base
+
+    return getattr(base, "httpx2", None) or base.httpx
+
+
+def sdk_version() -> tuple:
+    """Returns the installed SDK's version as a tuple of ints."""
+    import anthropic
+
+    return tuple(int(p) for p in anthropic.__version__.split(".")[:3] if p.isdigit())
+
+
+@dataclass
+class Point:
+    name: str
+    attrs: Dict[str, object]
+    value: Optional[float] = None
+    count: int = 0
+    sum: float = 0.0
+    bounds: tuple = ()
+    counts: tuple = ()
+    min: float = 0.0
+    max: float = 0.0
+
+
+@dataclass
+class Recorded:
+    """What the agent recorded, read back from in-memory exporters."""
+
+    spans_exporter: InMemorySpanExporter
+    reader: InMemoryMetricReader
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+    points_cache: List[Point] = field(default_factory=list)
+
+    def spans(self, name_prefix: str = ""):
+        return [s for s in self.spans_exporter.get_finished_spans() if s.name.startswith(name_prefix)]
+
+    def operation_spans(self):
+        return [s for s in self.spans_exporter.get_finished_spans() if not s.name.startswith(("POST", "GET"))]
+
+    def attempt_spans(self):
+        return [s for s in self.spans_exporter.get_finished_spans() if s.name.startswith(("POST", "GET"))]
+
+    def points(self, name: str, **match) -> List[Point]:
+        found = []
+        data = self.reader.get_metrics_data()
+        for rm in (data.resource_metrics if data else []):
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    if metric.name != name:
+                        continue
+                    for p in metric.data.data_points:
+                        attrs = dict(p.attributes)
+                        if any(attrs.get(k.replace("__", ".")) != v for k, v in match.items()):
+                            continue
+                        if hasattr(p, "bucket_counts"):
+                            found.append(Point(name, attrs, count=p.count, sum=p.sum,
+                                               bounds=tuple(p.explicit_bounds), counts=tuple(p.bucket_counts),
+                                               min=p.min, max=p.max))
+                        else:
+                            found.append(Point(name, attrs, value=p.value))
+        return found
+
+    def total(self, name: str, **match) -> float:
+        """Returns the sum of counter values, or of histogram counts, over matching points."""
+        return sum(p.value if p.value is not None else p.count for p in self.points(name, **match))
+
+    def hist_sum(self, name: str, **match) -> float:
+        return sum(p.sum for p in self.points(name, **match))
+
+    def hist_max(self, name: str, **match) -> float:
+        return max((p.max for p in self.points(name, **match)), default=0.0)
+
+    def clear(self):
+        self.spans_exporter.clear()
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+    """Instruments the SDK into in-memory exporters for one test and uninstruments it afterwards."""
+    from claude_otel import ClaudeInstrumentor
+
+    monkeypatch.setenv("ANTHROPIC_OPEN_TELEMETRY", "false")
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    instrumentor = ClaudeInstrumentor()
+    instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+    try:
+        yield Recorded(exporter, reader, tracer_provider, meter_provider)
+    finally:
+        instrumentor.uninstrument()
+        gc.collect()
+
+
+@pytest.fixture(scope="session")
+def simulator():
+    """A local Anthropic API simulator shared by the session (faults are chosen per request by header)."""
+    from claude_otel.simulator import Simulator
+
+    sim = Simulator(host="127.0.0.1", port=0, profile="normal")
+    sim.start()
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
+@pytest.fixture
+def sim(simulator):
+    simulator.reset()
+    return simulator

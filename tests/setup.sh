@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Set-up for development and CI on a fresh machine: system packages (Prometheus, promtool, tmux),
+# the project venv (.venv) and one venv per SDK version of the test matrix (.venvs/anthropic-*).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+MATRIX=${CLAUDE_OTEL_SDK_MATRIX:-"0.40.0 0.108.0 1.0.0 1.14.0"}
+
+need_apt=()
+command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v tmux >/dev/null 2>&1 || need_apt+=(tmux)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== apt-get install ${need_apt[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  else
+    echo "!! please install: ${need_apt[*]} (Debian/Ubuntu: sudo apt-get install ${need_apt[*]})" >&2
+  fi
+fi
+
+pip_quiet() { "$@" -q --disable-pip-version-check 2>&1 | grep -v -E "^WARNING: (Location|Ignoring)" || true; }
+
+echo "== .venv (project + test dependencies, newest anthropic)"
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+pip_quiet .venv/bin/pip install -e '.[test]'
+.venv/bin/python -c "import claude_otel, anthropic; print('   anthropic', anthropic.__version__)"
+
+echo "== SDK matrix venvs: $MATRIX"
+mkdir -p .venvs
+pids=()
+for version in $MATRIX; do
+  (
+    venv=.venvs/anthropic-$version
+    if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import anthropic, claude_otel, pytest, sys; sys.exit(anthropic.__version__ != '$version')" 2>/dev/null; then
+      rm -rf "$venv"
+      "$PYTHON" -m venv "$venv"
+      pip_quiet "$venv/bin/pip" install -e . "anthropic==$version" pytest pytest-asyncio
+    fi
+    "$venv/bin/python" -c "import anthropic; print('   $venv: anthropic', anthropic.__version__)"
+  ) &
+  pids+=($!)
+done
+status=0
+for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+exit $status

@@ -1,0 +1,566 @@
+"""The core agent against the real SDK over real HTTP to the local simulator.
+
+Every scenario asserts measured values against what the simulator injected,
+with tolerances for a shared, noisy 2-core machine.  This file also runs in
+each venv of the SDK version matrix (tests/test_sdk_matrix.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+
+import anthropic
+import pytest
+
+from conftest import sdk_httpx, sdk_version
+
+httpx = sdk_httpx()
+MODEL = "claude-sonnet-4-5"
+MESSAGES = [{"role": "user", "content": "Say hello"}]
+SLACK = 0.6  # absolute seconds of scheduling noise tolerated above an injected delay
+
+
+def client(sim, **kwargs):
+    kwargs.setdefault("max_retries", 2)
+    return anthropic.Anthropic(base_url=sim.base_url, api_key="sk-ant-test-SECRET-KEY", **kwargs)
+
+
+def aclient(sim, **kwargs):
+    kwargs.setdefault("max_retries", 2)
+    return anthropic.AsyncAnthropic(base_url=sim.base_url, api_key="sk-ant-test-SECRET-KEY", **kwargs)
+
+
+def faults(**values):
+    return {f"x-sim-{k.replace('_', '-')}": str(v) for k, v in values.items()}
+
+
+def create(c, stream=False, headers=None, **kwargs):
+    return c.messages.create(model=MODEL, max_tokens=64, messages=MESSAGES, stream=stream,
+                             extra_headers=headers or {}, **kwargs)
+
+
+def drain(stream):
+    return [event for event in stream]
+
+
+def between(value, low, high):
+    assert low <= value <= high, f"{value} not in [{low}, {high}]"
+
+
+# -- non-streaming ---------------------------------------------------------------------------------------------
+
+def test_non_streaming_call_records_duration_tokens_and_utilization(sim, recorded):
+    message = create(client(sim, timeout=4.0), headers=faults(headers_delay=0.6, output_tokens=7))
+    assert isinstance(message, anthropic.types.Message)
+    assert message.usage.output_tokens == 7
+
+    [op] = recorded.points("gen_ai.client.operation.duration")
+    assert op.count == 1 and "error.type" not in op.attrs
+    between(op.sum, 0.55, 0.6 + SLACK)
+    assert op.attrs["gen_ai.operation.name"] == "chat"
+    assert op.attrs["gen_ai.provider.name"] == "anthropic"
+    assert op.attrs["gen_ai.request.model"] == MODEL
+    assert op.attrs["server.address"] == "127.0.0.1" and op.attrs["server.port"] == sim.port
+    assert op.attrs["anthropic.request.stream"] is False
+    assert recorded.hist_sum("gen_ai.client.token.usage", gen_ai__token__type="output") == 7
+    assert recorded.hist_sum("gen_ai.client.token.usage", gen_ai__token__type="input") == message.usage.input_tokens
+    assert recorded.total("anthropic.client.attempt.duration") == 1
+    assert recorded.total("anthropic.client.retries") == 0
+    # utilization = wait for the response / read timeout = 0.6 / 4
+    [util] = recorded.points("anthropic.client.timeout.utilization")
+    assert util.attrs["anthropic.timeout.kind"] == "read"
+    between(util.sum, 0.55 / 4.0, (0.6 + SLACK) / 4.0)
+    assert recorded.points("gen_ai.client.operation.time_to_first_chunk") == []
+    assert recorded.points("anthropic.client.prefill.duration") == []
+    [active] = recorded.points("anthropic.client.active_requests")
+    assert active.value == 0
+
+    [span] = recorded.operation_spans()
+    assert span.name == f"chat {MODEL}"
+    assert span.attributes["gen_ai.usage.output_tokens"] == 7
+    assert span.attributes["gen_ai.response.id"] == message.id
+    assert span.attributes["anthropic.timeout.read"] == 4.0
+    assert span.attributes["gen_ai.request.max_tokens"] == 64
+    [attempt] = recorded.attempt_spans()
+    assert attempt.parent.span_id == span.context.span_id
+    assert attempt.attributes["http.response.status_code"] == 200
+    assert attempt.attributes["anthropic.request.id"].startswith("req_")
+    assert "http.request.resend_count" not in attempt.attributes
+
+
+def test_ratelimit_remaining_gauge(sim, recorded):
+    create(client(sim))
+    kinds = {p.attrs["anthropic.ratelimit.kind"]: p.value for p in recorded.points("anthropic.ratelimit.remaining")}
+    assert {"requests", "tokens"} <= set(kinds)
+    assert all(v >= 0 for v in kinds.values())
+
+
+@pytest.mark.parametrize("status,header,reason", [
+    (429, "retry_after_ms", "429"),
+    (529, "retry_after_ms", "529"),
+    (529, "retry_after", "529"),
+])
+def test_retries_record_reason_backoff_and_attempts(sim, recorded, status, header, reason):
+    wait = 0.4 if header == "retry_after_ms" else 1
+    value = int(wait * 1000) if header == "retry_after_ms" else wait
+    message = create(client(sim, max_retries=3), headers=faults(
+        fail_attempts=2, fail_status=status, **{header: value}))
+    assert message.content
+    assert [r.retry_count for r in sim.requests] == [0, 1, 2]
+
+    assert recorded.total("anthropic.client.retries") == 2
+    [retries] = recorded.points("anthropic.client.retries")
+    assert retries.attrs["anthropic.retry.reason"] == reason
+    [backoff] = recorded.points("anthropic.client.retry.backoff")
+    assert backoff.count == 2
+    between(backoff.sum / 2, wait * 0.9, wait + SLACK)
+    assert recorded.total("anthropic.client.attempt.duration") == 3
+    failed = recorded.points("anthropic.client.attempt.duration", error__type=(
+        "rate_limit_error" if status == 429 else "overloaded_error"))
+    assert sum(p.count for p in failed) == 2
+    [op] = recorded.points("gen_ai.client.operation.duration")
+    assert "error.type" not in op.attrs
+    between(op.sum, 2 * wait * 0.9, 2 * wait + 2 * SLACK)
+
+    [span] = recorded.operation_spans()
+    assert span.attributes["anthropic.retry.count"] == 2
+    assert span.attributes["anthropic.attempt.count"] == 3
+    assert [e.name for e in span.events].count("anthropic.retry") == 2
+    attempts = sorted(recorded.attempt_spans(), key=lambda s: s.start_time)
+    assert [a.attributes.get("http.request.resend_count") for a in attempts] == [None, 1, 2]
+    assert [a.attributes["http.response.status_code"] for a in attempts] == [status, status, 200]
+    assert attempts[0].status.status_code.name == "ERROR"
+    between(attempts[1].attributes["anthropic.retry.backoff"], wait * 0.9, wait + SLACK)
+
+
+def test_retries_exhausted_raise_the_same_error(sim, recorded):
+    with pytest.raises(anthropic.APIStatusError) as info:
+        create(client(sim, max_retries=1), headers=faults(fail_attempts=5, fail_status=529, retry_after_ms=50))
+    assert info.value.status_code == 529
+    assert recorded.total("anthropic.client.retries") == 1
+    [op] = recorded.points("gen_ai.client.operation.duration")
+    assert op.attrs["error.type"] == "overloaded_error"
+    [span] = recorded.operation_spans()
+    assert span.status.status_code.name == "ERROR"
+    assert span.attributes["error.type"] == "overloaded_error"
+    assert any(e.name == "exception" for e in span.events)
+
+
+def test_timeout_counts_every_attempt_and_utilization_reaches_one(sim, recorded):
+    with pytest.raises(anthropic.APITimeoutError):
+        create(client(sim, timeout=0.4, max_retries=1), headers=faults(headers_delay=3))
+    assert recorded.total("anthropic.client.timeouts") == 2
+    [timeouts] = recorded.points("anthropic.client.timeouts")
+    assert timeouts.attrs["anthropic.timeout.phase"] == "read"
+    [retries] = recorded.points("anthropic.client.retries")
+    assert retries.attrs["anthropic.retry.reason"] == "timeout" and retries.value == 1
+    [op] = recorded.points("gen_ai.client.operation.duration")
+    assert op.attrs["error.type"] == "timeout"
+    [util] = recorded.points("anthropic.client.timeout.utilization")
+    assert util.count == 2
+    between(util.min, 0.95, 1.0 + SLACK / 0.4)
+    [span] = recorded.operation_spans()
+    assert span.attributes["error.type"] == "timeout"
+    between(span.attributes["anthropic.timeout.utilization"], 0.95, 3.0)
+
+
+def test_pool_timeout_is_counted_with_phase_pool(sim, recorded):
+    c = client(sim, max_retries=0, timeout=httpx.Timeout(5.0, pool=0.3),
+               http_client=httpx.Client(limits=httpx.Limits(max_connections=1)))
+    holder = create(c, stream=True, headers=faults(prefill_delay=2))
+    with pytest.raises(anthropic.APITimeoutError):
+        create(c)
+    holder.close()
+    [timeouts] = recorded.points("anthropic.client.timeouts")
+    assert timeouts.attrs["anthropic.timeout.phase"] == "pool"
+
+
+# -- streaming -------------------------------------------------------------------------------------------------
+
+def test_stream_records_ttft_prefill_gap_and_usage(sim, recorded):
+    stream = create(client(sim, timeout=5.0), stream=True,
+                    headers=faults(prefill_delay=0.8, token_delay=0.05, output_tokens=10))
+    assert isinstance(stream, anthropic.Stream)
+    events = drain(stream)
+    assert sum(1 for e in events if e.type == "content_block_delta") == 10
+
+    [ttft] = recorded.points("gen_ai.client.operation.time_to_first_chunk")
+    between(ttft.sum, 0.75, 0.8 + SLACK)
+    assert ttft.attrs["anthropic.request.stream"] is True
+    [prefill] = recorded.points("anthropic.client.prefill.duration")
+    between(prefill.sum, 0.75, 0.8 + SLACK)
+    assert prefill.sum <= ttft.sum
+    [gap] = recorded.points("anthropic.client.stream.max_gap")
+    between(gap.sum, 0.03, 0.05 + SLACK)
+    [op] = recorded.points("gen_ai.client.operation.duration")
+    between(op.sum, 0.8 + 9 * 0.05 * 0.9, 0.8 + 0.45 + 2 * SLACK)
+    assert recorded.hist_sum("gen_ai.client.token.usage", gen_ai__token__type="output") == 10
+    # the utilization of a stream is its longest wait (the prefill) over the read timeout
+    [util] = recorded.points("anthropic.client.timeout.utilization")
+    between(util.sum, 0.75 / 5.0, (0.8 + SLACK) / 5.0)
+
+    [span] = recorded.operation_spans()
+    between(span.attributes["gen_ai.response.time_to_first_chunk"], 0.75, 0.8 + SLACK)
+    between(span.attributes["anthropic.prefill.duration"], 0.75, 0.8 + SLACK)
+    assert span.attributes["gen_ai.usage.output_tokens"] == 10
+    assert span.attributes["gen_ai.response.finish_reasons"] == ("end_turn",)
+    names = [e.name for e in span.events]
+    assert names.index("anthropic.response.headers") < names.index("anthropic.message_start") \
+        < names.index("anthropic.first_token")
+    [attempt] = recorded.attempt_spans()
+    assert "gen_ai.response.time_to_first_chunk" in attempt.attributes
+    assert span.status.status_code.name == "UNSET"
+
+
+def test_ttft_includes_retries_and_prefill_only_the_final_attempt(sim, recorded):
+    stream = create(client(sim, timeout=5.0), stream=True, headers=faults(
+        fail_attempts=1, fail_status=529, retry_after_ms=500, prefill_delay=0.3))
+    drain(stream)
+    [ttft] = recorded.points("gen_ai.client.operation.time_to_first_chunk")
+    [prefill] = recorded.points("anthropic.client.prefill.duration")
+    between(prefill.sum, 0.25, 0.3 + SLACK)
+    between(ttft.sum, 0.8 * 0.9, 0.8 + 2 * SLACK)
+    [span] = recorded.operation_spans()
+    assert span.attributes["anthropic.attempt.count"] == 2
+
+
+def test_stall_shows_as_max_gap_and_utilization(sim, recorded):
+    drain(create(client(sim, timeout=2.0), stream=True, headers=faults(stall_at=4, stall=0.9, output_tokens=8)))
+    [gap] = recorded.points("anthropic.client.stream.max_gap")
+    between(gap.sum, 0.85, 0.9 + SLACK)
+    [util] = recorded.points("anthropic.client.timeout.utilization")
+    between(util.sum, 0.85 / 2.0, (0.9 + SLACK) / 2.0)
+
+
+def test_proxy_idle_timeout_governs_when_smaller(sim, recorded, monkeypatch):
+    from claude_otel import ClaudeInstrumentor
+
+    ClaudeInstrumentor().uninstrument()
+    ClaudeInstrumentor().instrument(tracer_provider=recorded.tracer_provider,
+                                    meter_provider=recorded.meter_provider, proxy_idle_timeout=2.0)
+    drain(create(client(sim, timeout=60.0), stream=True, headers=faults(stall_at=2, stall=1.0)))
+    [util] = recorded.points("anthropic.client.timeout.utilization")
+    assert util.attrs["anthropic.timeout.kind"] == "proxy_idle"
+    between(util.sum, 0.95 / 2.0, (1.0 + SLACK) / 2.0)
+
+
+def test_mid_stream_read_timeout_is_a_timeout(sim, recorded):
+    stream = create(client(sim, timeout=0.5, max_retries=0), stream=True,
+                    headers=faults(stall_at=3, stall=3, output_tokens=6))
+    with pytest.raises(httpx.ReadTimeout):
+        drain(stream)
+    [timeouts] = recorded.points("anthropic.client.timeouts")
+    assert timeouts.attrs["anthropic.timeout.phase"] == "read" and timeouts.value == 1
+    [op] = recorded.points("gen_ai.client.operation.duration")
+    assert op.attrs["error.type"] == "timeout"
+    [util] = recorded.points("anthropic.client.timeout.utilization")
+    between(util.sum, 0.95, 1.0 + SLACK / 0.5)
+    [span] = recorded.operation_spans()
+    assert span.status.status_code.name == "ERROR"
+    assert [a.status.status_code.name for a in recorded.attempt_spans()] == ["ERROR"]
+    [active] = recorded.points("anthropic.client.active_requests")
+    assert active.value == 0
+
+
+def test_mid_stream_error_event(sim, recorded):
+    stream = create(client(sim), stream=True, headers=faults(error_after=3))
+    with pytest.raises(anthropic.APIStatusError):
+        drain(stream)
+    [op] = recorded.points("gen_ai.client.operation.duration")
+    assert op.attrs["error.type"] == "overloaded_error"
+    [span] = recorded.operation_spans()
+    assert span.status.status_code.name == "ERROR"
+    assert recorded.points("gen_ai.client.token.usage") == []
+
+
+def test_dropped_connection_mid_stream(sim, recorded):
+    stream = create(client(sim, max_retries=0), stream=True, headers=faults(drop_after=2))
+    with pytest.raises(Exception) as info:
+        drain(stream)
+    assert isinstance(info.value, (httpx.HTTPError, anthropic.APIError))
+    [op] = recorded.points("gen_ai.client.operation.duration")
+    assert op.attrs["error.type"] == "connection_error"
+    assert len(recorded.operation_spans()) == 1
+
+
+def test_dropped_connection_before_response_is_retried(sim, recorded):
+    with pytest.raises(anthropic.APIConnectionError):
+        create(client(sim, max_retries=1), headers=faults(drop_after=0))
+    [retries] = recorded.points("anthropic.client.retries")
+    assert retries.attrs["anthropic.retry.reason"] == "connection_error"
+    [op] = recorded.points("gen_ai.client.operation.duration")
+    assert op.attrs["error.type"] == "connection_error"
+
+
+def test_break_close_and_drop_end_every_span_once_without_error(sim, recorded):
+    c = client(sim)
+    stream = create(c, stream=True, headers=faults(output_tokens=20))
+    for event in stream:
+        if event.type == "content_block_delta":
+            break
+    stream.close()
+    with create(c, stream=True, headers=faults(output_tokens=20)) as stream:
+        next(iter(stream))
+    stream = create(c, stream=True)
+    del stream
+    gc.collect()
+    stream = create(c, stream=True)
+    it = iter(stream)
+    next(it)
+    del it, stream
+    gc.collect()
+
+    ops = recorded.operation_spans()
+    assert len(ops) == 4
+    assert all(s.status.status_code.name == "UNSET" for s in ops)
+    assert len(recorded.attempt_spans()) == 4
+    ids = [s.context.span_id for s in recorded.spans()]
+    assert len(ids) == len(set(ids))
+    assert recorded.total("gen_ai.client.operation.duration") == 4
+    assert all("error.type" not in p.attrs for p in recorded.points("gen_ai.client.operation.duration"))
+    assert sum(p.value for p in recorded.points("anthropic.client.active_requests")) == 0
+    assert sum(1 for s in ops if s.attributes.get("anthropic.stream.closed_early")) == 4
+
+
+def test_message_stream_helper_keeps_types_and_results(sim, recorded):
+    from anthropic.lib.streaming import MessageStream, MessageStreamManager
+
+    manager = client(sim).messages.stream(model=MODEL, max_tokens=64, messages=MESSAGES,
+                                          extra_headers=faults(output_tokens=6, token_delay=0.01))
+    assert isinstance(manager, MessageStreamManager)
+    with manager as stream:
+        assert isinstance(stream, MessageStream)
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text and final.usage.output_tokens == 6
+    assert recorded.hist_sum("gen_ai.client.token.usage", gen_ai__token__type="output") == 6
+    assert recorded.total("gen_ai.client.operation.time_to_first_chunk") == 1
+
+    with client(sim).messages.stream(model=MODEL, max_tokens=64, messages=MESSAGES) as stream:
+        stream.until_done()
+    assert recorded.total("gen_ai.client.operation.time_to_first_chunk") == 2
+
+
+def test_exception_inside_stream_block_propagates_and_ends_spans(sim, recorded):
+    with pytest.raises(KeyError):
+        with client(sim).messages.stream(model=MODEL, max_tokens=64, messages=MESSAGES) as stream:
+            for _ in stream:
+                raise KeyError("app error")
+    [span] = recorded.operation_spans()
+    assert span.attributes.get("anthropic.stream.closed_early") is True
+
+
+# -- other operations -------------------------------------------------------------------------------------------
+
+def test_other_operations_are_recorded_with_their_names(sim, recorded):
+    c = client(sim)
+    count = c.messages.count_tokens(model=MODEL, messages=MESSAGES)
+    assert count.input_tokens >= 1
+    c.completions.create(model="claude-2.1", max_tokens_to_sample=16, prompt="\n\nHuman: hi\n\nAssistant:")
+    drain(c.completions.create(model="claude-2.1", max_tokens_to_sample=16, prompt="\n\nHuman: hi\n\nAssistant:",
+                               stream=True))
+    c.beta.messages.create(model=MODEL, max_tokens=16, messages=MESSAGES)
+    batch = c.messages.batches.create(requests=[{"custom_id": "a", "params": {
+        "model": MODEL, "max_tokens": 16, "messages": MESSAGES}}])
+    c.messages.batches.retrieve(batch.id)
+    names = {p.attrs["gen_ai.operation.name"]: p.count for p in recorded.points("gen_ai.client.operation.duration")}
+    assert names.get("count_tokens") == 1
+    assert names.get("text_completion") == 2
+    assert names.get("chat") == 1
+    assert names.get("batches") == 2
+    assert recorded.total("gen_ai.client.operation.time_to_first_chunk", gen_ai__operation__name="text_completion") == 1
+    assert recorded.hist_sum("gen_ai.client.token.usage", gen_ai__operation__name="count_tokens") == count.input_tokens
+    spans = {s.name for s in recorded.operation_spans()}
+    assert any(n.startswith("batches") for n in spans)
+    assert not any(b.id in n for n in [s.name for s in recorded.spans()] for b in [batch])
+
+
+def test_raw_and_streaming_responses(sim, recorded):
+    c = client(sim)
+    raw = c.messages.with_raw_response.create(model=MODEL, max_tokens=16, messages=MESSAGES)
+    assert raw.parse().content
+    with c.messages.with_streaming_response.create(model=MODEL, max_tokens=16, messages=MESSAGES) as response:
+        assert response.parse().content
+    raw_stream = c.messages.with_raw_response.create(model=MODEL, max_tokens=16, messages=MESSAGES, stream=True)
+    drain(raw_stream.parse())
+    assert recorded.total("gen_ai.client.operation.duration") == 3
+    assert recorded.total("gen_ai.client.operation.time_to_first_chunk") == 1
+    assert sum(p.value for p in recorded.points("anthropic.client.active_requests")) == 0
+
+
+# -- async -------------------------------------------------------------------------------------------------------
+
+async def test_async_stream_and_retry(sim, recorded):
+    c = aclient(sim, timeout=5.0)
+    stream = await c.messages.create(model=MODEL, max_tokens=64, messages=MESSAGES, stream=True,
+                                     extra_headers=faults(prefill_delay=0.5, fail_attempts=1, fail_status=429,
+                                                          retry_after_ms=300))
+    assert isinstance(stream, anthropic.AsyncStream)
+    count = 0
+    async for event in stream:
+        count += event.type == "content_block_delta"
+    assert count > 0
+    assert recorded.total("anthropic.client.retries") == 1
+    [prefill] = recorded.points("anthropic.client.prefill.duration")
+    between(prefill.sum, 0.45, 0.5 + SLACK)
+    message = await c.messages.create(model=MODEL, max_tokens=64, messages=MESSAGES)
+    assert message.content
+    async with c.messages.stream(model=MODEL, max_tokens=64, messages=MESSAGES) as helper:
+        final = await helper.get_final_message()
+    assert final.usage.output_tokens > 0
+    assert recorded.total("gen_ai.client.operation.duration") == 3
+    assert sum(p.value for p in recorded.points("anthropic.client.active_requests")) == 0
+
+
+async def test_async_timeout_and_cancellation(sim, recorded):
+    c = aclient(sim, timeout=0.4, max_retries=0)
+    with pytest.raises(anthropic.APITimeoutError):
+        await c.messages.create(model=MODEL, max_tokens=64, messages=MESSAGES, extra_headers=faults(headers_delay=3))
+
+    async def consume():
+        stream = await aclient(sim).messages.create(model=MODEL, max_tokens=64, messages=MESSAGES, stream=True,
+                                                    extra_headers=faults(token_delay=0.2, output_tokens=50))
+        async for _ in stream:
+            pass
+
+    task = asyncio.ensure_future(consume())
+    await asyncio.sleep(0.8)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.05)
+    gc.collect()
+    errors = sorted(p.attrs.get("error.type") for p in recorded.points("gen_ai.client.operation.duration"))
+    assert errors == ["cancelled", "timeout"]
+    assert len(recorded.operation_spans()) == 2
+    assert sum(p.value for p in recorded.points("anthropic.client.active_requests")) == 0
+
+
+async def test_concurrent_async_calls_do_not_mix_timings(sim, recorded):
+    c = aclient(sim, timeout=10.0)
+
+    async def one(delay):
+        stream = await c.messages.create(model=MODEL, max_tokens=64, messages=MESSAGES, stream=True,
+                                         extra_headers=faults(prefill_delay=delay, output_tokens=3))
+        async for _ in stream:
+            pass
+
+    await asyncio.gather(*(one(d) for d in (0.2, 1.0, 0.2, 1.0)))
+    [ttft] = recorded.points("gen_ai.client.operation.time_to_first_chunk")
+    assert ttft.count == 4
+    between(ttft.min, 0.15, 0.2 + SLACK)
+    between(ttft.max, 0.95, 1.0 + SLACK)
+    spans = recorded.operation_spans()
+    assert len({s.context.trace_id for s in spans}) == 4
+
+
+# -- the application never notices ------------------------------------------------------------------------------
+
+def test_types_and_uninstrument_restore_everything(sim, recorded):
+    from claude_otel import ClaudeInstrumentor
+    from anthropic._base_client import AsyncAPIClient, SyncAPIClient
+    from anthropic._streaming import AsyncStream, Stream
+
+    patched = [SyncAPIClient.__dict__["request"], Stream.__dict__["_iter_events"], httpx.Client.__dict__["send"]]
+    assert all(type(p).__name__ == "FunctionWrapper" for p in patched)
+    ClaudeInstrumentor().uninstrument()
+    for cls, name in ((SyncAPIClient, "request"), (AsyncAPIClient, "request"), (Stream, "_iter_events"),
+                      (AsyncStream, "_iter_events"), (Stream, "close"), (httpx.Client, "send"),
+                      (httpx.AsyncClient, "send")):
+        assert type(cls.__dict__[name]).__name__ == "function", (cls, name)
+    create(client(sim))
+    assert recorded.points("gen_ai.client.operation.duration") == []
+    for _ in range(5):
+        ClaudeInstrumentor().instrument(tracer_provider=recorded.tracer_provider,
+                                        meter_provider=recorded.meter_provider)
+        ClaudeInstrumentor().instrument()
+        ClaudeInstrumentor().uninstrument()
+    ClaudeInstrumentor().instrument(tracer_provider=recorded.tracer_provider, meter_provider=recorded.meter_provider)
+    create(client(sim))
+    assert recorded.total("gen_ai.client.operation.duration") == 1
+
+
+def test_clients_created_before_instrument_are_covered(sim, recorded):
+    from claude_otel import ClaudeInstrumentor
+
+    ClaudeInstrumentor().uninstrument()
+    early = client(sim)
+    ClaudeInstrumentor().instrument(tracer_provider=recorded.tracer_provider, meter_provider=recorded.meter_provider)
+    create(early)
+    assert recorded.total("gen_ai.client.operation.duration") == 1
+
+
+def test_agent_errors_never_reach_the_app(sim, recorded, monkeypatch, caplog):
+    from claude_otel import operation
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("agent bug")
+
+    monkeypatch.setattr(operation.Operation, "attempt_responded", broken)
+    monkeypatch.setattr(operation.Operation, "first_chunk", broken)
+    message = create(client(sim))
+    assert message.content
+    assert drain(create(client(sim), stream=True))
+    assert "instrumentation error" in caplog.text
+
+
+def test_no_secrets_in_spans_or_metrics(sim, recorded):
+    c = client(sim, default_headers={"x-custom-secret": "TOPSECRET-HEADER"})
+    create(c, headers={"authorization": "Bearer TOPSECRET-TOKEN", "x-api-key-extra": "TOPSECRET-EXTRA"})
+    drain(create(c, stream=True))
+    blob = repr([(s.name, dict(s.attributes), [(e.name, dict(e.attributes)) for e in s.events])
+                 for s in recorded.spans()])
+    blob += repr(recorded.reader.get_metrics_data())
+    for secret in ("SECRET-KEY", "TOPSECRET", "Say hello"):
+        assert secret not in blob
+
+
+def test_content_capture_is_opt_in_and_truncated(sim, recorded):
+    from claude_otel import ClaudeInstrumentor
+
+    ClaudeInstrumentor().uninstrument()
+    ClaudeInstrumentor().instrument(tracer_provider=recorded.tracer_provider, meter_provider=recorded.meter_provider,
+                                    capture_content=True, content_max_chars=40)
+    client(sim).messages.create(model=MODEL, max_tokens=64, messages=[{"role": "user", "content": "x" * 500}])
+    drain(create(client(sim), stream=True))
+    spans = recorded.operation_spans()
+    assert all(len(s.attributes["gen_ai.input.messages"]) <= 40 for s in spans)
+    assert all(s.attributes.get("gen_ai.output.messages") for s in spans)
+
+
+def test_model_cardinality_is_capped(sim, recorded):
+    from claude_otel import ClaudeInstrumentor
+
+    ClaudeInstrumentor().uninstrument()
+    ClaudeInstrumentor().instrument(tracer_provider=recorded.tracer_provider, meter_provider=recorded.meter_provider,
+                                    max_models=3)
+    c = client(sim)
+    for i in range(6):
+        c.messages.create(model=f"model-{i}", max_tokens=8, messages=MESSAGES)
+    models = {p.attrs["gen_ai.request.model"] for p in recorded.points("gen_ai.client.operation.duration")}
+    assert models == {"model-0", "model-1", "model-2", "_OTHER"}
+
+
+@pytest.mark.skipif(sdk_version() < (1, 14), reason="the SDK's own call span exists from anthropic 1.14")
+def test_enriches_the_sdks_own_span_instead_of_a_second_one(sim, recorded, monkeypatch):
+    from opentelemetry import trace
+
+    monkeypatch.delenv("ANTHROPIC_OPEN_TELEMETRY", raising=False)
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", recorded.tracer_provider)
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER_SET_ONCE", trace.Once())
+    trace._TRACER_PROVIDER_SET_ONCE._done = True
+    c = client(sim, timeout=5.0)
+    drain(create(c, stream=True, headers=faults(prefill_delay=0.3)))
+    create(c)
+    ops = [s for s in recorded.spans() if s.instrumentation_scope.name != "claude_otel"]
+    ours = [s for s in recorded.spans() if s.instrumentation_scope.name == "claude_otel"]
+    assert len(ops) == 2, [s.name for s in recorded.spans()]
+    assert all(s.name.startswith(("POST", "GET")) for s in ours)
+    streamed = [s for s in ops if s.attributes.get("gen_ai.response.time_to_first_chunk")]
+    assert len(streamed) == 1
+    between(streamed[0].attributes["anthropic.prefill.duration"], 0.25, 0.3 + SLACK)
+    for op in ops:
+        assert op.attributes["anthropic.timeout.read"] == 5.0
+        children = [s for s in ours if s.parent and s.parent.span_id == op.context.span_id]
+        assert len(children) == 1
