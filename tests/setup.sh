@@ -21,7 +21,17 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
 fi
 
-pip_quiet() { "$@" -q --disable-pip-version-check 2>&1 | grep -v -E "^WARNING: (Location|Ignoring)" || true; }
+# pip's output goes to a log that is shown only when the install fails.
+pip_quiet() {
+  local log
+  log=$(mktemp)
+  if ! "$@" -q --disable-pip-version-check >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    return 1
+  fi
+  rm -f "$log"
+}
 
 echo "== .venv (project + test dependencies, newest anthropic)"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
