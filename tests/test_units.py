@@ -1,0 +1,122 @@
+"""Narrow unit tests of the agent's parsers and classifiers (no SDK, no network)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+
+from claude_otel import errors, headers, timeouts
+from claude_otel.attributes import ModelGuard, operation_name, route
+from claude_otel.settings import Settings
+
+
+class _Timeout:
+    def __init__(self, read, connect):
+        self.read, self.connect = read, connect
+
+
+def test_applied_timeouts_prefer_the_request_extension():
+    assert timeouts.applied_timeouts({"timeout": {"read": 600.0, "connect": 5.0}}, {}) == (600.0, 5.0)
+    assert timeouts.applied_timeouts({}, {"x-stainless-read-timeout": "30"}) == (30.0, None)
+    assert timeouts.applied_timeouts({"timeout": {"read": None, "connect": None}}, None) == (None, None)
+    assert timeouts.applied_timeouts(None, None) == (None, None)
+
+
+def test_client_timeout_values():
+    assert timeouts.from_client_value(120) == (120.0, 120.0)
+    assert timeouts.from_client_value(_Timeout(600, 5)) == (600.0, 5.0)
+    assert timeouts.from_client_value(None) == (None, None)
+    assert timeouts.from_client_value(float("nan")) == (None, None)
+
+
+def test_utilization_picks_the_closest_timeout():
+    assert timeouts.utilization(4.0, 30.0, 600.0, 5.0) == (0.8, "connect")
+    assert timeouts.utilization(0.1, 540.0, 600.0, 5.0) == (0.9, "read")
+    value, kind = timeouts.utilization(None, 45.0, 600.0, 5.0, proxy_idle_timeout=60.0)
+    assert kind == "proxy_idle" and math.isclose(value, 0.75)
+    assert timeouts.utilization(None, None, 600.0, 5.0) == (None, None)
+    assert timeouts.utilization(None, 1.0, None, None) == (None, None)
+
+
+def test_retry_after_headers():
+    assert headers.retry_after({"retry-after-ms": "250"}) == 0.25
+    assert headers.retry_after({"retry-after": "2"}) == 2.0
+    assert headers.retry_after({"retry-after": "soon"}) is None
+    assert headers.retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0
+    assert headers.retry_after({}) is None
+
+
+def test_ratelimit_and_request_id_headers():
+    found = dict(headers.ratelimit_remaining({
+        "anthropic-ratelimit-requests-remaining": "49",
+        "anthropic-ratelimit-input-tokens-remaining": "8000",
+        "anthropic-ratelimit-tokens-remaining": "nan",
+        "anthropic-ratelimit-output-tokens-remaining": "x"}))
+    assert found == {"requests": 49.0, "input_tokens": 8000.0}
+    assert headers.request_id({"request-id": "req_1"}) == "req_1"
+    assert len(headers.request_id({"request-id": "r" * 1000})) == 128
+
+
+class ReadTimeout(Exception):
+    pass
+
+
+class APITimeoutError(Exception):
+    pass
+
+
+class APIStatusError(Exception):
+    def __init__(self, status, body):
+        self.status_code, self.body = status, body
+
+
+def test_error_types():
+    assert errors.error_type(ReadTimeout()) == "timeout"
+    assert errors.timeout_phase(ReadTimeout()) == "read"
+    wrapped = APITimeoutError()
+    wrapped.__cause__ = ReadTimeout()
+    assert errors.error_type(wrapped) == "timeout" and errors.timeout_phase(wrapped) == "read"
+    assert errors.error_type(APIStatusError(529, {"type": "error", "error": {"type": "overloaded_error"}})) \
+        == "overloaded_error"
+    assert errors.error_type(APIStatusError(502, "<html>")) == "502"
+    assert errors.error_type(APIStatusError(400, {"error": {"type": "Free text with spaces"}})) == "400"
+    assert errors.error_type(ConnectionResetError()) == "connection_error"
+    assert errors.error_type(asyncio.CancelledError()) == "cancelled"
+    assert errors.error_type(ValueError()) == "ValueError"
+
+
+def test_operation_names_and_routes():
+    assert operation_name("/v1/messages") == "chat"
+    assert operation_name("/v1/messages?beta=true") == "chat"
+    assert operation_name("/v1/messages/count_tokens") == "count_tokens"
+    assert operation_name("/v1/messages/batches/msgbatch_0123456789") == "batches"
+    assert operation_name("/v1/complete") == "text_completion"
+    assert operation_name("/model/anthropic.claude-3/invoke-with-response-stream") == "chat"
+    assert operation_name("/v1/something") == "other"
+    assert route("/v1/messages/batches/msgbatch_01HkcTjaV5uDC8jWR4ZsDV8d") == "/v1/messages/batches/{id}"
+
+
+def test_model_guard_caps_distinct_names():
+    guard = ModelGuard(2)
+    assert [guard(m) for m in ("a", "b", "c", "a", None, 7, "bad name!")] == \
+        ["a", "b", "_OTHER", "a", "unknown", "_OTHER", "_OTHER"]
+
+
+def test_invalid_settings_fall_back_with_one_message_naming_them(caplog):
+    settings = Settings.from_env({"CLAUDE_OTEL_PROXY_IDLE_TIMEOUT": "soon", "CLAUDE_OTEL_PROMETHEUS_PORT": "http",
+                                  "CLAUDE_OTEL_CHUNK_METRICS": "maybe", "CLAUDE_OTEL_MAX_MODELS": "-1"})
+    assert settings.proxy_idle_timeout is None and settings.prometheus_port is None
+    assert settings.chunk_metrics is False and settings.max_models == 50
+    assert len(settings.problems) == 4
+    for name in ("CLAUDE_OTEL_PROXY_IDLE_TIMEOUT='soon'", "CLAUDE_OTEL_PROMETHEUS_PORT='http'",
+                 "CLAUDE_OTEL_CHUNK_METRICS='maybe'", "CLAUDE_OTEL_MAX_MODELS='-1'"):
+        assert sum(name in r.getMessage() for r in caplog.records) == 1
+
+
+def test_valid_settings_and_overrides():
+    settings = Settings.from_env({"CLAUDE_OTEL_PROXY_IDLE_TIMEOUT": "60", "CLAUDE_OTEL_CAPTURE_CONTENT": "TRUE",
+                                  "PROMETHEUS_MULTIPROC_DIR": "/tmp/x"}, max_models=7)
+    assert settings.proxy_idle_timeout == 60.0 and settings.capture_content is True
+    assert settings.multiproc_dir == "/tmp/x" and settings.max_models == 7 and not settings.problems
