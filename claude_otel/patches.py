@@ -8,7 +8,8 @@ Patch points (class attributes, so clients created before or after
 - `httpx.Client.send` / `AsyncClient.send` (and the httpx2 twins) — one HTTP
   attempt; only requests sent from inside a patched `request()` are observed;
 - `Stream._iter_events` / `AsyncStream._iter_events` — the events of a stream;
-- `Stream.close` / `AsyncStream.close` — a stream closed before its end.
+- `Stream.close` / `AsyncStream.close` (and the helper streams' own `close`,
+  which in older SDKs closed the response directly) — a stream closed early.
 
 The SDK's public per-attempt Middleware API (>= 0.108) is not used: it runs
 above the transport, so it cannot see connection phases, and clients built
@@ -246,6 +247,11 @@ PATCHES: Tuple[Tuple[str, str, str, Callable], ...] = (
     ("anthropic._streaming", "AsyncStream", "_iter_events", async_iter_events),
     ("anthropic._streaming", "Stream", "close", sync_close),
     ("anthropic._streaming", "AsyncStream", "close", async_close),
+    # Before 0.4x-era helpers delegated to Stream.close, MessageStream closed the response itself.
+    ("anthropic.lib.streaming._messages", "MessageStream", "close", sync_close),
+    ("anthropic.lib.streaming._messages", "AsyncMessageStream", "close", async_close),
+    ("anthropic.lib.streaming._beta_messages", "BetaMessageStream", "close", sync_close),
+    ("anthropic.lib.streaming._beta_messages", "BetaAsyncMessageStream", "close", async_close),
     ("httpx", "Client", "send", sync_send),
     ("httpx", "AsyncClient", "send", async_send),
     ("httpx2", "Client", "send", sync_send),
