@@ -225,6 +225,9 @@ class Simulator:
                     break
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, _Dropped, ValueError):
             pass
+        except asyncio.CancelledError:
+            # stop(): end quietly (a connection task that ends cancelled is logged as an error by asyncio).
+            pass
         finally:
             self._writers.discard(writer)
             try:
