@@ -78,10 +78,13 @@ class Handle:
                 _handle = None
 
 
-def _resource(service_name: Optional[str], service_version: Optional[str]) -> Resource:
-    """Returns the resource: service name and version, a per-process instance id, and OTEL_RESOURCE_ATTRIBUTES."""
+def _resource(service_name: Optional[str], service_version: Optional[str], env) -> Resource:
+    """Returns the resource: service name and version, a per-process instance id, and OTEL_RESOURCE_ATTRIBUTES.
+
+    The operator's OTEL_SERVICE_NAME wins over the name given in code, which is the default.
+    """
     attrs = {"service.instance.id": str(uuid.uuid4())}
-    if service_name:
+    if service_name and not env.get("OTEL_SERVICE_NAME"):
         attrs["service.name"] = service_name
     if service_version:
         attrs["service.version"] = service_version
@@ -91,9 +94,15 @@ def _resource(service_name: Optional[str], service_version: Optional[str]) -> Re
 
 def configure(service_name: Optional[str] = None, *, service_version: Optional[str] = None,
               prometheus_port: Optional[int] = None, prometheus_addr: Optional[str] = None,
-              otlp_export: Optional[bool] = None, instrument: bool = True, environ=None,
+              prometheus: Optional[bool] = None, otlp_export: Optional[bool] = None, instrument: bool = True,
+              environ=None,
               **instrumentor_kwargs) -> Handle:
-    """Returns the handle of the agent's providers and exporters after setting them up once (idempotent)."""
+    """Returns the handle of the agent's providers and exporters after setting them up once (idempotent).
+
+    Prometheus: `prometheus_port` (or CLAUDE_OTEL_PROMETHEUS_PORT; 0 = any free port) serves /metrics;
+    `prometheus=True` only prepares the registry for make_wsgi_app()/make_asgi_app() on your own server.
+    OTLP: on when an OTEL_EXPORTER_OTLP_*ENDPOINT variable is set, or with `otlp_export=True`.
+    """
     global _handle
     with _lock:
         if _handle is not None:
@@ -103,9 +112,16 @@ def configure(service_name: Optional[str] = None, *, service_version: Optional[s
         settings = Settings.from_env(env)
         problems = list(settings.problems)
         quiet_exporter_logs()
-        resource = _resource(service_name, service_version)
+        resource = _resource(service_name, service_version, env)
         drops = DropCounter()
         use_otlp = otlp.enabled(env, otlp_export)
+        if use_otlp:
+            try:
+                otlp.protocol(env, "traces")
+                otlp.protocol(env, "metrics")
+            except otlp.OTLPSettingError as exc:
+                problems.append(_say(f"{exc}; OTLP export is off"))
+                use_otlp = False
 
         tracer_provider = trace.get_tracer_provider()
         owned_tracer = not isinstance(tracer_provider, SdkTracerProvider)
@@ -125,9 +141,9 @@ def configure(service_name: Optional[str] = None, *, service_version: Optional[s
             except Exception as exc:
                 problems.append(_say(f"OTLP metric export is off: {exc}"))
         port = prometheus_port if prometheus_port is not None else settings.prometheus_port
-        prometheus = PrometheusReader() if port is not None else None
-        if prometheus is not None:
-            readers.append(prometheus)
+        reader = PrometheusReader() if (port is not None or prometheus) else None
+        if reader is not None:
+            readers.append(reader)
         owned_meter = True
         # A provider's readers are fixed at construction: if the application already set a global one, the agent
         # keeps its instruments on a provider of its own, exported the same way, so /metrics works beside it.
@@ -138,28 +154,29 @@ def configure(service_name: Optional[str] = None, *, service_version: Optional[s
 
         handle = Handle(tracer_provider, meter_provider, problems=problems, drops=drops,
                         _owned_tracer=owned_tracer, _owned_meter=owned_meter)
-        if prometheus is not None:
+        if reader is not None:
             shared = None
             if settings.multiproc_dir:
                 from .exporters.multiprocess import SharedSnapshots
 
                 try:
-                    shared = SharedSnapshots(settings.multiproc_dir, prometheus.snapshot)
+                    shared = SharedSnapshots(settings.multiproc_dir, reader.snapshot)
                 except OSError as exc:
                     problems.append(_say(f"CLAUDE_OTEL_MULTIPROC_DIR={settings.multiproc_dir!r} is not usable "
                                          f"({exc}); /metrics reports this process only"))
-            registry = registry_for(prometheus, shared)
+            registry = registry_for(reader, shared)
             handle.registry = registry
-            handle.reader = prometheus
+            handle.reader = reader
             handle._shared = shared
             set_default_registry(registry)
             addr = prometheus_addr or settings.prometheus_addr
-            try:
-                handle._server = Server(registry, port, addr)
-                handle.prometheus_url = handle._server.url
-            except OSError as exc:
-                problems.append(_say(f"CLAUDE_OTEL_PROMETHEUS_PORT={port} on {addr} cannot be served ({exc}); "
-                                     "/metrics is not served"))
+            if port is not None:
+                try:
+                    handle._server = Server(registry, port, addr)
+                    handle.prometheus_url = handle._server.url
+                except OSError as exc:
+                    problems.append(_say(f"CLAUDE_OTEL_PROMETHEUS_PORT={port} on {addr} cannot be served ({exc}); "
+                                         "/metrics is not served"))
         if instrument:
             ClaudeInstrumentor().instrument(tracer_provider=tracer_provider, meter_provider=meter_provider,
                                             settings=settings if not instrumentor_kwargs else None,

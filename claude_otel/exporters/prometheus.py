@@ -218,6 +218,8 @@ class PrometheusReader(MetricReader):
         super().__init__(preferred_temporality=_CUMULATIVE)
         self._latest = None
         self._lock = threading.Lock()
+        # The SDK hands each exemplar to one collection only; keep the newest per bucket for every scrape.
+        self._exemplars: Dict[tuple, Dict[int, list]] = {}
 
     def _receive_metrics(self, metrics_data, timeout_millis: float = 10_000, **kwargs) -> None:
         self._latest = metrics_data
@@ -227,10 +229,22 @@ class PrometheusReader(MetricReader):
         with self._lock:
             try:
                 self.collect()
-                return snapshot(self._latest)
+                snap = snapshot(self._latest)
+                self._keep_exemplars(snap)
+                return snap
             except Exception:
                 logger.debug("claude-otel: metric collection failed", exc_info=True)
                 return {}
+
+    def _keep_exemplars(self, snap: Dict[str, dict]) -> None:
+        """Merges this collection's exemplars into the kept ones and puts the kept ones into the snapshot."""
+        for name, family in snap.items():
+            if family["type"] != "histogram":
+                continue
+            for key, sample in family["samples"].items():
+                kept = self._exemplars.setdefault((name, key), {})
+                kept.update(sample["exemplars"])
+                sample["exemplars"] = dict(kept)
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs) -> None:
         pass
