@@ -278,7 +278,7 @@ class Simulator:
             return False
         finally:
             record.finished = time.monotonic()
-        return True
+        return headers.get("connection", "").lower() != "close"
 
     async def _dispatch(self, ex: _Exchange, method: str, path: str, record: RequestRecord) -> None:
         fault = record.fault
