@@ -21,6 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="mix",
                         help="mix (default) or one scenario: " + ", ".join(_scenario_names()))
     parser.add_argument("--metrics-port", type=int, default=9464, help="/metrics port (0 = any free port)")
+    parser.add_argument("--metrics-addr", default=os.environ.get("CLAUDE_OTEL_PROMETHEUS_ADDR", "127.0.0.1"),
+                        help="/metrics bind address (default 127.0.0.1, or CLAUDE_OTEL_PROMETHEUS_ADDR)")
     parser.add_argument("--sim-port", type=int, default=0, help="simulator port (0 = any free port)")
     parser.add_argument("--no-tty", action="store_true", help="plain periodic summaries instead of the live view")
 
@@ -40,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("OTEL_SERVICE_NAME", "claude-otel-demo")
     sim = Simulator(port=args.sim_port).start()
     handle = claude_otel.configure("claude-otel-demo", prometheus_port=args.metrics_port,
-                                   prometheus_addr="127.0.0.1")
+                                   prometheus_addr=args.metrics_addr)
     if handle.reader is None or handle.prometheus_url is None:
         print("claude-otel demo: /metrics could not be served (see the message above); try --metrics-port 0",
               file=sys.stderr)
