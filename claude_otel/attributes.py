@@ -23,13 +23,23 @@ _ID_SEGMENT = re.compile(r"/[A-Za-z]+_[A-Za-z0-9_-]{8,}|/[0-9a-f-]{16,}")
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,99}$")
 
 
+_OPERATION_CACHE: Dict[str, str] = {}
+
+
 def operation_name(path: str) -> str:
     """Returns gen_ai.operation.name for an API path (chat, count_tokens, batches, ...); never raises."""
-    path = path.split("?", 1)[0]
+    found = _OPERATION_CACHE.get(path)
+    if found is not None:
+        return found
+    bare = path.split("?", 1)[0]
+    found = "other"
     for pattern, name in _OPERATIONS:
-        if pattern.search(path):
-            return name
-    return "other"
+        if pattern.search(bare):
+            found = name
+            break
+    if len(_OPERATION_CACHE) < 1024:  # paths with ids (batches/<id>) must not grow it without bound
+        _OPERATION_CACHE[path] = found
+    return found
 
 
 def route(path: str) -> str:

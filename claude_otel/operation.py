@@ -24,6 +24,7 @@ from .phases import BODY_SENT, CONNECT_END, CONNECT_START, HEADERS
 logger = logging.getLogger("claude_otel")
 
 RESPONSE_ATTR = "_claude_otel_attempt"
+RATELIMIT_EVERY = 1.0  # seconds between updates of the rate-limit gauge per attribute set
 
 
 class Attempt:
@@ -84,7 +85,7 @@ class Operation:
         "tel", "start", "stream", "name", "model", "key", "attrs", "span", "own_span", "ctx", "expects_sdk_span",
         "method", "path", "attempt", "attempts", "last_end", "last_reason", "max_util", "util_kind",
         "input_tokens", "output_tokens", "cache_read", "cache_creation", "response_id", "response_model",
-        "finish_reason", "finished", "output_parts", "body", "__weakref__",
+        "finish_reason", "finished", "output_parts", "body", "read_timeout", "connect_timeout", "__weakref__",
     )
 
     def __init__(self, tel, client, options, stream: bool) -> None:
@@ -108,6 +109,7 @@ class Operation:
         self.util_kind = None
         self.input_tokens = self.output_tokens = self.cache_read = self.cache_creation = None
         self.response_id = self.response_model = self.finish_reason = None
+        self.read_timeout = self.connect_timeout = None
         self.output_parts = [] if (stream and tel.capture_content) else None
         # The SDK (>= 1.14) starts its own call span inside request() when its tracing is on; then the agent
         # enriches that span instead of starting a second one.
@@ -166,7 +168,8 @@ class Operation:
                 if backoff is not None:
                     event[semconv.BACKOFF] = backoff
                 self.span.add_event(semconv.EVENT_RETRY, event)
-                self.span.set_attribute(semconv.RETRY_COUNT, index)
+                if not self.own_span:
+                    self.span.set_attribute(semconv.RETRY_COUNT, index)
         read_timeout, connect_timeout = timeouts.applied_timeouts(
             getattr(request, "extensions", None), getattr(request, "headers", None))
         attempt = Attempt(self, index, now, read_timeout, connect_timeout, backoff)
@@ -179,18 +182,12 @@ class Operation:
             span_attrs[semconv.HTTP_RESEND_COUNT] = index
             if backoff is not None:
                 span_attrs[semconv.BACKOFF] = backoff
-        if read_timeout is not None:
-            span_attrs[semconv.TIMEOUT_READ] = read_timeout
-        if connect_timeout is not None:
-            span_attrs[semconv.TIMEOUT_CONNECT] = connect_timeout
         attempt.span = spans.start_attempt_span(tel.tracer, self.method, self.path, self.ctx, span_attrs)
-        if index == 0 and self.span is not None and self.span.is_recording():
-            if read_timeout is not None:
-                self.span.set_attribute(semconv.TIMEOUT_READ, read_timeout)
-            if connect_timeout is not None:
-                self.span.set_attribute(semconv.TIMEOUT_CONNECT, connect_timeout)
-            if tel.proxy_idle_timeout is not None:
-                self.span.set_attribute(semconv.TIMEOUT_PROXY_IDLE, tel.proxy_idle_timeout)
+        if index == 0:
+            self.read_timeout, self.connect_timeout = read_timeout, connect_timeout
+            if not self.own_span and self.span is not None and self.span.is_recording():
+                # The SDK ends its own span before request() returns: enrich it as facts arrive.
+                self.span.set_attributes(self._timeout_attributes())
         extensions = getattr(request, "extensions", None)
         if isinstance(extensions, dict):
             extensions["trace"] = make_callback(attempt.phase_times, extensions.get("trace"))
@@ -207,14 +204,16 @@ class Operation:
         attempt.status = status
         response_headers = response.headers
         attempt.request_id = headers.request_id(response_headers)
-        gauge = self.tel.instruments.ratelimit_remaining
-        for kind, value in headers.ratelimit_remaining(response_headers):
-            gauge.set(value, attributes.variant(self.key, self.attrs, (semconv.RATELIMIT_KIND, kind)))
-        event = {semconv.HTTP_STATUS: status}
-        if attempt.span.is_recording():
-            attempt.span.add_event(semconv.EVENT_RESPONSE_HEADERS, event)
+        # A gauge is read at scrape time: setting it on every response of a busy client is wasted work.
+        seen = self.tel.ratelimit_seen
+        last = seen.get(self.key)
+        if last is None or now - last >= RATELIMIT_EVERY:
+            seen[self.key] = now
+            gauge = self.tel.instruments.ratelimit_remaining
+            for kind, value in headers.ratelimit_remaining(response_headers):
+                gauge.set(value, attributes.variant(self.key, self.attrs, (semconv.RATELIMIT_KIND, kind)))
         if self.span is not None and self.span.is_recording():
-            self.span.add_event(semconv.EVENT_RESPONSE_HEADERS, event)
+            self.span.add_event(semconv.EVENT_RESPONSE_HEADERS, {semconv.HTTP_STATUS: status})
         if status >= 400:
             error_type = None
             if getattr(response, "is_stream_consumed", False) or hasattr(response, "_content"):
@@ -266,51 +265,48 @@ class Operation:
             if self.max_util is None or value > self.max_util:
                 self.max_util, self.util_kind = value, kind
         span = attempt.span
-        if span is not None and span.is_recording():
+        if span is not None:
+            done = {}
             if attempt.status is not None:
-                span.set_attribute(semconv.HTTP_STATUS, attempt.status)
+                done[semconv.HTTP_STATUS] = attempt.status
             if attempt.request_id:
-                span.set_attribute(semconv.REQUEST_ID, attempt.request_id)
+                done[semconv.REQUEST_ID] = attempt.request_id
             if value is not None:
-                span.set_attribute(semconv.UTILIZATION, value)
-                span.set_attribute(semconv.TIMEOUT_KIND, kind)
+                done[semconv.UTILIZATION] = value
+                done[semconv.TIMEOUT_KIND] = kind
             if attempt.first_chunk_at is not None:
-                span.set_attribute(semconv.RESPONSE_TTFC, attempt.first_chunk_at - attempt.start)
-                span.set_attribute(semconv.PREFILL, attempt.first_chunk_at - attempt.body_sent_at())
-                span.set_attribute(semconv.STREAM_GAP, attempt.max_gap)
+                done[semconv.RESPONSE_TTFC] = attempt.first_chunk_at - attempt.start
+                done[semconv.PREFILL] = attempt.first_chunk_at - attempt.body_sent_at()
+                done[semconv.STREAM_GAP] = attempt.max_gap
+            span.set_attributes(done)
             if error_type:
                 spans.set_error(span, error_type, exc)
-        if span is not None:
             span.end()
-        if self.span is not None and self.span.is_recording():
-            self.span.set_attribute(semconv.ATTEMPT_COUNT, self.attempts)
+        if not self.own_span and self.span is not None and self.span.is_recording():
+            enrich = {semconv.ATTEMPT_COUNT: self.attempts}
             if self.max_util is not None:
-                self.span.set_attribute(semconv.UTILIZATION, self.max_util)
-                self.span.set_attribute(semconv.TIMEOUT_KIND, self.util_kind)
-            if attempt.request_id:
-                self.span.set_attribute(semconv.REQUEST_ID, attempt.request_id)
+                enrich[semconv.UTILIZATION] = self.max_util
+                enrich[semconv.TIMEOUT_KIND] = self.util_kind
+            self.span.set_attributes(enrich)
 
     # -- streams --------------------------------------------------------------------------------------------
 
     def first_chunk(self, attempt: Attempt, now: float) -> None:
         """Records the first content delta of the stream: time to first chunk and prefill, as span events too."""
         attempt.first_chunk_at = now
-        ttfc = now - self.start
-        prefill = now - attempt.body_sent_at()
-        for span in (self.span, attempt.span):
-            if span is not None and span.is_recording():
-                span.add_event(semconv.EVENT_FIRST_TOKEN)
-        if self.span is not None and self.span.is_recording():
-            self.span.set_attribute(semconv.RESPONSE_TTFC, ttfc)
-            self.span.set_attribute(semconv.PREFILL, prefill)
-            self.span.set_attribute(semconv.ATTEMPT_COUNT, self.attempts)
+        span = self.span
+        if span is not None and span.is_recording():
+            span.add_event(semconv.EVENT_FIRST_TOKEN)
+            if not self.own_span:
+                span.set_attributes({semconv.RESPONSE_TTFC: now - self.start,
+                                     semconv.PREFILL: now - attempt.body_sent_at(),
+                                     semconv.ATTEMPT_COUNT: self.attempts})
 
     def stream_event(self, attempt: Attempt, event: str, sse, now: float) -> None:
         """Reads usage, ids and errors from the few non-delta events of a stream (parses only those)."""
         if event == "message_start":
-            for span in (self.span, attempt.span):
-                if span is not None and span.is_recording():
-                    span.add_event(semconv.EVENT_MESSAGE_START)
+            if self.span is not None and self.span.is_recording():
+                self.span.add_event(semconv.EVENT_MESSAGE_START)
             data = sse.json()
             message = data.get("message") if isinstance(data, dict) else None
             if isinstance(message, dict):
@@ -439,8 +435,19 @@ class Operation:
         if span is not None and self.own_span:
             span.end()
 
+    def _timeout_attributes(self) -> dict:
+        """Returns the applied timeouts as operation-span attributes."""
+        found = {}
+        if self.read_timeout is not None:
+            found[semconv.TIMEOUT_READ] = self.read_timeout
+        if self.connect_timeout is not None:
+            found[semconv.TIMEOUT_CONNECT] = self.connect_timeout
+        if self.tel.proxy_idle_timeout is not None:
+            found[semconv.TIMEOUT_PROXY_IDLE] = self.tel.proxy_idle_timeout
+        return found
+
     def _describe(self, span, first, attempt, closed_early: bool) -> None:
-        """Sets the response, usage and timing attributes on the operation span."""
+        """Sets the response, usage and timing attributes on the operation span, in one call."""
         values = (
             (semconv.RESPONSE_ID, self.response_id),
             (semconv.RESPONSE_MODEL, self.response_model),
@@ -453,20 +460,21 @@ class Operation:
             (semconv.UTILIZATION, self.max_util),
             (semconv.TIMEOUT_KIND, self.util_kind),
         )
+        done = self._timeout_attributes()
         for name, value in values:
             if isinstance(value, (str, int, float)):
-                span.set_attribute(name, value)
+                done[name] = value
         if self.finish_reason:
-            span.set_attribute(semconv.RESPONSE_FINISH_REASONS, [str(self.finish_reason)])
+            done[semconv.RESPONSE_FINISH_REASONS] = [str(self.finish_reason)]
         if first is not None:
-            span.set_attribute(semconv.RESPONSE_TTFC, first - self.start)
-            span.set_attribute(semconv.PREFILL, first - attempt.body_sent_at())
-            span.set_attribute(semconv.STREAM_GAP, attempt.max_gap)
+            done[semconv.RESPONSE_TTFC] = first - self.start
+            done[semconv.PREFILL] = first - attempt.body_sent_at()
+            done[semconv.STREAM_GAP] = attempt.max_gap
         if closed_early:
-            span.set_attribute(semconv.STREAM_CLOSED_EARLY, True)
+            done[semconv.STREAM_CLOSED_EARLY] = True
         if self.output_parts:
-            span.set_attribute(
-                semconv.OUTPUT_MESSAGES, spans.truncate("".join(self.output_parts), self.tel.content_max_chars))
+            done[semconv.OUTPUT_MESSAGES] = spans.truncate("".join(self.output_parts), self.tel.content_max_chars)
+        span.set_attributes(done)
 
     def abandon(self) -> None:
         """Ends a stream that was closed or dropped before its end; not an error."""

@@ -28,3 +28,4 @@ class Telemetry:
         self.capture_content = self.settings.capture_content
         self.content_max_chars = self.settings.content_max_chars
         self.provider = semconv.PROVIDER
+        self.ratelimit_seen: dict = {}  # attribute key -> when the rate-limit gauge was last set
