@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from opentelemetry.metrics import Meter
+import threading
+from typing import Dict, Iterable, List
+
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from . import semconv
 
@@ -57,8 +60,48 @@ class Instruments:
             meter, semconv.TIMEOUT_UTILIZATION, "1",
             "Per attempt, the largest fraction of its governing timeout it used (1 = timed out).",
             semconv.UTILIZATION_BUCKETS)
-        self.active_requests = meter.create_up_down_counter(
-            semconv.ACTIVE_REQUESTS, unit="{request}", description="Anthropic SDK calls in flight.")
+        # Observed at collection time from a plain counter: two synchronous records per call saved.  One
+        # counter per meter: a meter keeps the first callback of an instrument name, however often instrumented.
+        in_flight = getattr(meter, "_claude_otel_in_flight", None)
+        if in_flight is None:
+            in_flight = InFlight()
+            meter.create_observable_up_down_counter(
+                semconv.ACTIVE_REQUESTS, callbacks=[in_flight.observe], unit="{request}",
+                description="Anthropic SDK calls in flight.")
+            try:
+                meter._claude_otel_in_flight = in_flight
+            except AttributeError:  # a meter that takes no attributes: one counter per Instruments then
+                pass
+        self.in_flight = in_flight
         self.ratelimit_remaining = meter.create_gauge(
             semconv.RATELIMIT_REMAINING, unit="{unit}",
             description="Remaining rate limit from anthropic-ratelimit-*-remaining headers, by anthropic.ratelimit.kind.")
+
+
+class InFlight:
+    """Counts calls in flight per attribute set; read by the active_requests instrument when collected."""
+
+    def __init__(self) -> None:
+        self._counts: Dict[tuple, List] = {}
+        self._lock = threading.Lock()
+
+    def add(self, key: tuple, attrs: dict, delta: int) -> None:
+        """Adds delta to the count of an attribute set."""
+        with self._lock:
+            entry = self._counts.get(key)
+            if entry is None:
+                self._counts[key] = [delta, attrs]
+            else:
+                entry[0] += delta
+
+    def value(self, key: tuple) -> int:
+        """Returns the count of an attribute set (0 when unknown)."""
+        entry = self._counts.get(key)
+        return entry[0] if entry is not None else 0
+
+    def observe(self, options: CallbackOptions) -> Iterable[Observation]:
+        """Yields one observation per attribute set seen (zeros included, so a series goes back to 0)."""
+        with self._lock:
+            items = [(count, attrs) for count, attrs in self._counts.values()]
+        for count, attrs in items:
+            yield Observation(count, attrs)

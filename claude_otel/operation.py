@@ -120,7 +120,7 @@ class Operation:
         self.body = body
         if not self.expects_sdk_span:
             self._own_span()
-        tel.instruments.active_requests.add(1, self.attrs)
+        tel.instruments.in_flight.add(self.key, self.attrs, 1)
 
     def _own_span(self, request=None, now: Optional[float] = None) -> None:
         """Starts the agent's own operation span (backdated to the call's start when started late)."""
@@ -407,7 +407,7 @@ class Operation:
                     ins.timeouts.add(1, attributes.variant(self.key, self.attrs, (semconv.TIMEOUT_PHASE, phase)))
             self.end_attempt(attempt, now, error_type, exc)
         ctx = self.ctx
-        ins.active_requests.add(-1, self.attrs)
+        ins.in_flight.add(self.key, self.attrs, -1)
         attrs = attributes.variant(self.key, self.attrs, (semconv.ERROR_TYPE, error_type)) if error_type else self.attrs
         ins.operation_duration.record(now - self.start, attrs, ctx)
         first = attempt.first_chunk_at if attempt is not None else None

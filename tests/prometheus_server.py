@@ -23,14 +23,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def require_prometheus() -> str:
-    """Returns the prometheus binary, failing under CI and skipping elsewhere when it is missing."""
-    binary = shutil.which("prometheus")
+def require_tool(name: str) -> str:
+    """Returns the path of a tool from Debian's prometheus package, failing under CI and skipping elsewhere."""
+    binary = shutil.which(name)
     if binary is None:
         if os.environ.get("CI"):
-            pytest.fail("prometheus is not installed: tests/setup.sh installs Debian's prometheus package")
-        pytest.skip("prometheus is not installed (bash tests/setup.sh)")
+            pytest.fail(f"{name} is not installed: tests/setup.sh installs Debian's prometheus package")
+        pytest.skip(f"{name} is not installed (bash tests/setup.sh)")
     return binary
+
+
+def require_prometheus() -> str:
+    """Returns the prometheus binary (see require_tool)."""
+    return require_tool("prometheus")
 
 
 class PrometheusServer:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ import promql_parser
 import pytest
 import yaml
 
-from prometheus_server import PrometheusServer, free_port, require_prometheus
+from prometheus_server import PrometheusServer, free_port, require_prometheus, require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 GRAFANA = ROOT / "grafana"
@@ -32,12 +31,7 @@ import build  # noqa: E402
 
 
 def promtool() -> str:
-    found = shutil.which("promtool")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("promtool is missing: tests/setup.sh installs Debian's prometheus package")
-        pytest.skip("promtool is not installed")
-    return found
+    return require_tool("promtool")
 
 
 def contract_series() -> set:

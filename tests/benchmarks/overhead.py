@@ -59,7 +59,7 @@ def sse_body(events: int) -> bytes:
     return "".join(parts).encode()
 
 
-def child(config: str, quick: bool) -> dict:
+def child(config: str, quick: bool, memory: bool = True) -> dict:
     if config in ("bare", "claude-otel", "openllmetry", "openinference"):
         os.environ["ANTHROPIC_OPEN_TELEMETRY"] = "false"
     import anthropic
@@ -152,7 +152,7 @@ def child(config: str, quick: bool) -> dict:
             out.append((time.process_time_ns() - start) / per_batch / 1000.0)
         return out
 
-    batches = 3 if quick else 9
+    batches = 3 if quick else 5
     n_calls = 100 if quick else 400
     n_streams = 4 if quick else 12
     result = {"config": config, "anthropic": anthropic.__version__}
@@ -177,6 +177,9 @@ def child(config: str, quick: bool) -> dict:
     result["metric_series"] = series
     # memory: RSS growth over 20,000 calls after warm-up (spans flushed and cleared as they go)
     total = 2000 if quick else 20_000
+    if not memory:
+        result["rss_growth_kib"], result["calls_for_memory"] = None, 0
+        return result
 
     def rss_kib():
         with open("/proc/self/statm") as f:
@@ -234,10 +237,13 @@ def main(argv=None) -> int:
     parser.add_argument("--only", help="comma-separated configurations")
     parser.add_argument("--quick", action="store_true", help="few batches: a smoke run, not a measurement")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="run every configuration this many times, interleaved, in fresh processes")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--no-memory", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args.child, args.quick)))
+        print(json.dumps(child(args.child, args.quick, memory=not args.no_memory)))
         return 0
     if args.setup:
         code = setup()
@@ -247,13 +253,27 @@ def main(argv=None) -> int:
                              else sys.executable)
     wanted = args.only.split(",") if args.only else list(CONFIGS)
     results = {}
-    for config in wanted:
-        proc = subprocess.run([python, __file__, "--child", config] + (["--quick"] if args.quick else []),
-                              capture_output=True, text=True, cwd=ROOT)
-        if proc.returncode != 0:
-            print(f"{config}: skipped ({proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else 'failed'})")
-            continue
-        results[config] = json.loads(proc.stdout.strip().splitlines()[-1])
+    skipped = set()
+    rounds = 1 if args.quick else max(args.rounds, 1)
+    # Interleaved rounds: a noisy neighbour slows every configuration alike instead of one of them.
+    for round_no in range(rounds):
+        for config in wanted:
+            if config in skipped:
+                continue
+            extra = (["--quick"] if args.quick else []) + (["--no-memory"] if round_no else [])
+            proc = subprocess.run([python, __file__, "--child", config] + extra, capture_output=True, text=True,
+                                  cwd=ROOT)
+            if proc.returncode != 0:
+                last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"
+                print(f"{config}: skipped ({last})")
+                skipped.add(config)
+                continue
+            got = json.loads(proc.stdout.strip().splitlines()[-1])
+            if config not in results:
+                results[config] = got
+            else:
+                for key in ("call_us", "acall_us", "event_us", "aevent_us"):
+                    results[config][key] += got[key]
     if "bare" not in results:
         print("the bare configuration failed; nothing to compare")
         return 1
