@@ -8,6 +8,7 @@ Patch points (class attributes, so clients created before or after
 - `httpx.Client.send` / `AsyncClient.send` (and the httpx2 twins) — one HTTP
   attempt; only requests sent from inside a patched `request()` are observed;
 - `Stream._iter_events` / `AsyncStream._iter_events` — the events of a stream;
+- `Stream.__stream__` / `AsyncStream.__stream__` — errors raised while parsing them;
 - `Stream.close` / `AsyncStream.close` (and the helper streams' own `close`,
   which in older SDKs closed the response directly) — a stream closed early.
 
@@ -219,6 +220,49 @@ def async_iter_events(wrapped, instance, args, kwargs):
     return streams.observe_async(events, attempt, tel.instruments.time_per_output_chunk, tel.capture_content)
 
 
+def _stream_failed(attempt, exc: BaseException) -> None:
+    try:
+        if not attempt.op.finished:
+            attempt.op.failed(exc)
+    except Exception:
+        report("stream failure")
+
+
+def _guard(items, attempt):
+    """Yields a stream's parsed items; an exception the SDK raises while parsing ends the call with it."""
+    try:
+        yield from items
+    except GeneratorExit:
+        raise
+    except BaseException as exc:
+        _stream_failed(attempt, exc)
+        raise
+
+
+async def _guard_async(items, attempt):
+    """Async twin of _guard."""
+    try:
+        async for item in items:
+            yield item
+    except GeneratorExit:
+        raise
+    except BaseException as exc:
+        _stream_failed(attempt, exc)
+        raise
+
+
+def sync_stream_body(wrapped, instance, args, kwargs):
+    items = wrapped(*args, **kwargs)
+    attempt = _stream_attempt(instance)
+    return items if attempt is None else _guard(items, attempt)
+
+
+def async_stream_body(wrapped, instance, args, kwargs):
+    items = wrapped(*args, **kwargs)
+    attempt = _stream_attempt(instance)
+    return items if attempt is None else _guard_async(items, attempt)
+
+
 def _closing(instance) -> None:
     attempt = streams.attempt_of(instance)
     if attempt is not None and not attempt.op.finished:
@@ -245,6 +289,9 @@ PATCHES: Tuple[Tuple[str, str, str, Callable], ...] = (
     ("anthropic._base_client", "AsyncAPIClient", "request", async_request),
     ("anthropic._streaming", "Stream", "_iter_events", sync_iter_events),
     ("anthropic._streaming", "AsyncStream", "_iter_events", async_iter_events),
+    # Errors the SDK raises while parsing events (invalid JSON, ...) surface in __stream__, above _iter_events.
+    ("anthropic._streaming", "Stream", "__stream__", sync_stream_body),
+    ("anthropic._streaming", "AsyncStream", "__stream__", async_stream_body),
     ("anthropic._streaming", "Stream", "close", sync_close),
     ("anthropic._streaming", "AsyncStream", "close", async_close),
     # Before 0.4x-era helpers delegated to Stream.close, MessageStream closed the response itself.
