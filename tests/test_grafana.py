@@ -179,7 +179,16 @@ def live_prometheus(tmp_path_factory):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CLAUDE_OTEL_"))}
     env["PYTHONPATH"] = str(ROOT)
-    prom = PrometheusServer(targets=[f"127.0.0.1:{port}"], rule_files=[str(p) for p in RULE_FILES])
+    # the same rules, evaluated every second instead of every 30 s, so a short workload gets recorded
+    rules_dir = tmp_path_factory.mktemp("rules")
+    fast_rules = []
+    for path in RULE_FILES:
+        groups = yaml.safe_load(path.read_text())
+        for group in groups["groups"]:
+            group["interval"] = "1s"
+        (rules_dir / path.name).write_text(yaml.safe_dump(groups))
+        fast_rules.append(str(rules_dir / path.name))
+    prom = PrometheusServer(targets=[f"127.0.0.1:{port}"], rule_files=fast_rules)
     demo = subprocess.Popen([sys.executable, "-m", "claude_otel", "demo", "--duration", "24", "--rate", "6",
                              "--no-tty", "--metrics-port", str(port)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, cwd=ROOT)
