@@ -572,3 +572,17 @@ def test_enriches_the_sdks_own_span_instead_of_a_second_one(sim, recorded, monke
         assert op.attributes["anthropic.timeout.read"] == 5.0
         children = [s for s in ours if s.parent and s.parent.span_id == op.context.span_id]
         assert len(children) == 1
+
+
+def test_chunk_metrics_are_opt_in(sim, recorded):
+    from claude_otel import ClaudeInstrumentor
+
+    drain(create(client(sim), stream=True, headers=faults(output_tokens=10, token_delay=0.03)))
+    assert recorded.points("gen_ai.client.operation.time_per_output_chunk") == []
+    ClaudeInstrumentor().uninstrument()
+    ClaudeInstrumentor().instrument(tracer_provider=recorded.tracer_provider, meter_provider=recorded.meter_provider,
+                                    chunk_metrics=True)
+    drain(create(client(sim), stream=True, headers=faults(output_tokens=10, token_delay=0.03)))
+    [chunks] = recorded.points("gen_ai.client.operation.time_per_output_chunk")
+    assert chunks.count == 9  # the gap before the first token is prefill, not a chunk gap
+    between(chunks.sum / 9, 0.02, 0.03 + SLACK)
