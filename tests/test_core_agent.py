@@ -586,3 +586,12 @@ def test_chunk_metrics_are_opt_in(sim, recorded):
     [chunks] = recorded.points("gen_ai.client.operation.time_per_output_chunk")
     assert chunks.count == 9  # the gap before the first token is prefill, not a chunk gap
     between(chunks.sum / 9, 0.02, 0.03 + SLACK)
+
+
+@pytest.mark.skipif(not hasattr(anthropic, "AnthropicFoundry"), reason="no Foundry client in this SDK version")
+def test_platform_clients_on_the_same_base_client_are_covered(sim, recorded):
+    foundry = anthropic.AnthropicFoundry(api_key="k", base_url=sim.base_url + "/")
+    foundry.messages.create(model=MODEL, max_tokens=8, messages=MESSAGES)
+    drain(foundry.messages.create(model=MODEL, max_tokens=8, messages=MESSAGES, stream=True))
+    assert recorded.total("gen_ai.client.operation.duration") == 2
+    assert recorded.total("gen_ai.client.operation.time_to_first_chunk") == 1
