@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from time import perf_counter
 
+from .errors import error_type
 from .operation import RESPONSE_ATTR, Attempt
 
 logger = logging.getLogger("claude_otel")
@@ -30,7 +31,7 @@ def attempt_of(stream) -> "Attempt | None":
         return None
 
 
-def _safe(op, method, *args) -> None:
+def _safe(method, *args) -> None:
     """Calls an Operation method, logging instead of raising."""
     try:
         method(*args)
@@ -47,13 +48,7 @@ def _failed(attempt: Attempt, exc: BaseException, resumed: float, seen_first: bo
             attempt.max_gap = wait
     elif wait > attempt.pre_wait:
         attempt.pre_wait = wait
-    attempt.op.finish(now, error_type=None if isinstance(exc, GeneratorExit) else _error_type(exc), exc=exc)
-
-
-def _error_type(exc: BaseException) -> str:
-    from .errors import error_type
-
-    return error_type(exc)
+    attempt.op.finish(now, error_type=error_type(exc), exc=exc)
 
 
 def observe(events, attempt: Attempt, chunk_histogram, capture: bool):
@@ -79,22 +74,22 @@ def observe(events, attempt: Attempt, chunk_histogram, capture: bool):
                 if event in _FIRST:
                     seen_first = True
                     attempt.last_chunk_at = now
-                    _safe(op, op.first_chunk, attempt, now)
+                    _safe(op.first_chunk, attempt, now)
             if event in _WATCHED:
-                _safe(op, op.stream_event, attempt, event, sse, now)
+                _safe(op.stream_event, attempt, event, sse, now)
             elif capture and event == "content_block_delta":
-                _safe(op, op.stream_text, sse)
+                _safe(op.stream_text, sse)
             attempt.last_at = now
             yield sse
             resumed = clock()
     except GeneratorExit:
         # Closed before its end: a break, close() or garbage collection — not an error.
-        _safe(op, op.abandon)
+        _safe(op.abandon)
         raise
     except BaseException as exc:
-        _safe(op, _failed, attempt, exc, resumed, seen_first)
+        _safe(_failed, attempt, exc, resumed, seen_first)
         raise
-    _safe(op, op.finish, clock())
+    _safe(op.finish, clock())
 
 
 async def observe_async(events, attempt: Attempt, chunk_histogram, capture: bool):
@@ -123,18 +118,18 @@ async def observe_async(events, attempt: Attempt, chunk_histogram, capture: bool
                 if event in _FIRST:
                     seen_first = True
                     attempt.last_chunk_at = now
-                    _safe(op, op.first_chunk, attempt, now)
+                    _safe(op.first_chunk, attempt, now)
             if event in _WATCHED:
-                _safe(op, op.stream_event, attempt, event, sse, now)
+                _safe(op.stream_event, attempt, event, sse, now)
             elif capture and event == "content_block_delta":
-                _safe(op, op.stream_text, sse)
+                _safe(op.stream_text, sse)
             attempt.last_at = now
             yield sse
             resumed = clock()
     except GeneratorExit:
-        _safe(op, op.abandon)
+        _safe(op.abandon)
         raise
     except BaseException as exc:
-        _safe(op, _failed, attempt, exc, resumed, seen_first)
+        _safe(_failed, attempt, exc, resumed, seen_first)
         raise
-    _safe(op, op.finish, clock())
+    _safe(op.finish, clock())
