@@ -1,4 +1,10 @@
-"""`claude-otel demo`: the simulator, a mixed instrumented workload, /metrics and a live view, in one command."""
+"""`claude-otel demo`: the simulator, a mixed instrumented workload, /metrics and a live view, in one command.
+
+No API key and no network: the simulator serves the Messages API on 127.0.0.1,
+`claude_otel.configure()` sets up the agent exactly as an application would
+(Prometheus /metrics, and OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set), and the
+workload calls the real SDK.  The table is read from the agent's own metrics.
+"""
 
 from __future__ import annotations
 
@@ -8,111 +14,149 @@ import signal
 import sys
 import threading
 import time
+from typing import Optional
 
-from .summary import rows, table
-
-ANSI_HOME = "\x1b[H\x1b[2J"
+DEFAULT_METRICS_PORT = 9464
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the demo sub-command's flags."""
-    parser.add_argument("--duration", type=float, default=60.0, help="seconds to run (0 = until Ctrl-C)")
-    parser.add_argument("--rate", type=float, default=4.0, help="calls started per second")
-    parser.add_argument("--profile", default="mix",
-                        help="mix (default) or one scenario: " + ", ".join(_scenario_names()))
-    parser.add_argument("--metrics-port", type=int, default=9464, help="/metrics port (0 = any free port)")
+    from ..simulator.faults import PROFILES
+
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds to run (default 60; 0 = until Ctrl-C)")
+    parser.add_argument("--rate", type=float, default=4.0, help="calls started per second (default 4)")
+    parser.add_argument("--profile", default="mix", metavar="PROFILE",
+                        help="mix (default: every kind of call and fault) or one simulator profile for every call: "
+                             + ", ".join(sorted(PROFILES)))
+    parser.add_argument("--time-scale", type=float, default=0.1,
+                        help="with a simulator profile, multiply its durations (and the client timeout of 60 s) by "
+                             "this (default 0.1: the 8 s slow prefill takes 0.8 s)")
+    parser.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT,
+                        help=f"/metrics port (default {DEFAULT_METRICS_PORT}; 0 = any free port)")
     parser.add_argument("--metrics-addr", default=os.environ.get("CLAUDE_OTEL_PROMETHEUS_ADDR", "127.0.0.1"),
-                        help="/metrics bind address (default 127.0.0.1, or CLAUDE_OTEL_PROMETHEUS_ADDR)")
-    parser.add_argument("--sim-port", type=int, default=0, help="simulator port (0 = any free port)")
-    parser.add_argument("--no-tty", action="store_true", help="plain periodic summaries instead of the live view")
-
-
-def _scenario_names():
-    from .workload import SCENARIOS
-
-    return [s.name for s in SCENARIOS]
+                        help="/metrics bind address (default 127.0.0.1, or CLAUDE_OTEL_PROMETHEUS_ADDR; 0.0.0.0 for "
+                             "a scraper on another host)")
+    parser.add_argument("--sim-port", type=int, default=0, help="simulator port (default 0 = any free port)")
+    parser.add_argument("--no-tty", action="store_true",
+                        help="plain summaries every 5 s instead of the live view (automatic when stdout is not a "
+                             "terminal)")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Runs the demo; returns the exit code."""
-    import claude_otel
+    """Runs the demo; returns the exit code (0 at the end or after Ctrl-C, 2 when it cannot start)."""
     from ..simulator import Simulator
-    from .workload import Workload
+    from ..simulator.faults import PROFILES
+    from .view import LiveView, PlainView, Status, closing
+    from .workload import DEFAULT_TIMEOUT, Workload
 
-    os.environ.setdefault("OTEL_SERVICE_NAME", "claude-otel-demo")
-    sim = Simulator(port=args.sim_port).start()
-    handle = claude_otel.configure("claude-otel-demo", prometheus_port=args.metrics_port,
-                                   prometheus_addr=args.metrics_addr)
-    if handle.reader is None or handle.prometheus_url is None:
-        print("claude-otel demo: /metrics could not be served (see the message above); try --metrics-port 0",
+    profile = args.profile
+    if profile != "mix" and profile not in PROFILES:
+        print(f"claude-otel demo: unknown --profile {profile!r}; use mix or one of {', '.join(sorted(PROFILES))}",
               file=sys.stderr)
-    workload = Workload(sim.base_url, args.rate, args.profile)
-    tty = sys.stdout.isatty() and not args.no_tty
-    stop = threading.Event()
+        return 2
+    scale = args.time_scale if args.time_scale > 0 else 1.0
+    timeout = DEFAULT_TIMEOUT if profile == "mix" else max(60.0 * scale, 1.0)
+    problem = _port_problem(args.sim_port)
+    if problem is not None:
+        print(f"claude-otel demo: cannot start the simulator on 127.0.0.1:{args.sim_port} ({problem}); "
+              "try --sim-port 0", file=sys.stderr)
+        return 2
+    sim = Simulator("127.0.0.1", args.sim_port, "normal", scale).start()
+    handle = None
+    try:
+        handle = _configure(args, profile, scale, PROFILES)
+        workload = Workload(sim.base_url, args.rate, profile, timeout=timeout)
+        status = Status(sim.base_url, handle.prometheus_url, args.rate, args.duration, profile)
+        if handle.prometheus_url is None:
+            print(f"claude-otel demo: /metrics is not served (port {args.metrics_port} busy?); the table still "
+                  "works. Try --metrics-port 0.", file=sys.stderr)
+        tty = sys.stdout.isatty() and not args.no_tty
+        view = LiveView() if tty else PlainView()
+        if not tty:
+            print(f"{'claude-otel demo'}: simulator {sim.base_url}, /metrics {handle.prometheus_url}, profile "
+                  f"{profile}, {args.rate:g} calls/s for "
+                  f"{'ever (Ctrl-C stops)' if args.duration <= 0 else f'{args.duration:g} s'}", flush=True)
+        interrupted = _drive(workload, view, status, handle.reader, args.duration, sim)
+        print(closing(status, handle.reader, dict(workload.caught), interrupted), flush=True)
+        return 0
+    finally:
+        if handle is not None:
+            handle.shutdown(timeout=3)
+        sim.stop()
 
-    def interrupted(signum, frame):
+
+def _configure(args, profile: str, scale: float, profiles):
+    import claude_otel
+
+    extra = {}
+    proxy_idle = profiles[profile][0].proxy_idle_timeout if profile in profiles else None
+    if proxy_idle:  # the agent then measures utilization against the simulated proxy's idle timeout
+        extra["proxy_idle_timeout"] = proxy_idle * scale
+    return claude_otel.configure(service_name="claude-otel-demo", prometheus_port=args.metrics_port,
+                                 prometheus_addr=args.metrics_addr, **extra)
+
+
+def _port_problem(port: int) -> Optional[str]:
+    """Returns why 127.0.0.1:port cannot be listened on, or None (port 0 always can)."""
+    if not port:
+        return None
+    import socket
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
+
+
+def _drive(workload, view, status, reader, duration: float, sim=None) -> bool:
+    """Runs the workload while refreshing the view; returns whether Ctrl-C (or SIGTERM) stopped it."""
+    interrupted = threading.Event()
+
+    def stop(signum, frame):
+        if interrupted.is_set():  # a second Ctrl-C: stop waiting for calls in flight
+            raise KeyboardInterrupt
+        interrupted.set()
         workload.stop()
-        stop.set()
 
-    previous = signal.signal(signal.SIGINT, interrupted)
-    runner = threading.Thread(target=workload.run, args=(args.duration,), daemon=True)
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, stop)
+    runner = threading.Thread(target=workload.run, args=(duration,), name="claude-otel-demo", daemon=True)
     start = time.monotonic()
-    print(f"claude-otel demo: simulator {sim.base_url}, metrics {handle.prometheus_url}, "
-          f"{args.rate:g} calls/s for {'ever' if args.duration <= 0 else f'{args.duration:g} s'}")
     runner.start()
-    last_plain = 0.0
     try:
         while runner.is_alive():
-            runner.join(0.5)
-            elapsed = time.monotonic() - start
-            if tty:
-                print(ANSI_HOME + _screen(handle, sim, workload, elapsed, args.duration), flush=True)
-            elif elapsed - last_plain >= 5:
-                last_plain = elapsed
-                print(f"\n[{elapsed:5.1f}s] {workload.started} calls started", flush=True)
-                print(table(rows(handle.reader.snapshot())) if handle.reader else "", flush=True)
+            runner.join(0.1)
+            _refresh(status, workload, start)
+            view.update(status, reader)
+            if sim is not None and len(sim.requests) > 1000:  # the demo never reads them: keep memory flat
+                sim.reset()
+        _refresh(status, workload, start)
+    except KeyboardInterrupt:
+        _refresh(status, workload, start)
     finally:
-        signal.signal(signal.SIGINT, previous)
-    print("\nFinal figures (from claude-otel's own metrics):")
-    print(table(rows(handle.reader.snapshot())) if handle.reader else "(no metrics reader)")
-    _advice(handle)
-    handle.shutdown(timeout=3)
-    sim.stop()
-    return 0
+        view.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return interrupted.is_set()
 
 
-def _bar(elapsed: float, duration: float, width: int = 30) -> str:
-    if duration <= 0:
-        return f"{elapsed:6.1f}s (Ctrl-C to stop)"
-    done = min(elapsed / duration, 1.0)
-    return "[" + "#" * int(done * width) + "." * (width - int(done * width)) + f"] {elapsed:5.1f}/{duration:g}s"
+def _refresh(status, workload, start: float) -> None:
+    status.elapsed = time.monotonic() - start
+    status.started = workload.started
+    status.in_flight = workload.in_flight
 
 
-def _screen(handle, sim, workload, elapsed: float, duration: float) -> str:
-    lines = [
-        "claude-otel demo — Claude API calls through the real SDK to a local simulator",
-        _bar(elapsed, duration),
-        f"calls started {workload.started}   simulator {sim.base_url}   /metrics {handle.prometheus_url}",
-        "",
-        table(rows(handle.reader.snapshot())) if handle.reader else "(no metrics reader)",
-        "",
-        "max util = the largest share of its timeout one attempt used (100% = timed out). Ctrl-C stops.",
-    ]
-    return "\n".join(lines)
+def main(argv: Optional[list] = None) -> int:
+    """Runs `claude-otel demo` with these arguments (for `python -m claude_otel.demo`)."""
+    parser = argparse.ArgumentParser(prog="claude-otel demo")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
-def _advice(handle) -> None:
-    url = handle.prometheus_url or "http://127.0.0.1:9464/metrics"
-    target = url.split("//", 1)[1].split("/", 1)[0]
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    print(f"""
-Point Prometheus at the metrics (prometheus.yml):
-  scrape_configs:
-    - job_name: claude-otel-demo
-      scrape_interval: 5s
-      static_configs: [{{targets: ["{target}"]}}]
-  rule_files: ["{os.path.join(root, 'grafana', 'rules', '*.yml')}"]
+__all__ = ["add_arguments", "run", "main"]
 
-Import the dashboards into Grafana: {os.path.join(root, 'grafana', 'dashboards')}/*.json
-  (claude-overview, claude-timeouts, claude-streaming; or provision grafana/provisioning as is).
-OTLP: set OTEL_EXPORTER_OTLP_ENDPOINT to also send spans and metrics to a collector.""")

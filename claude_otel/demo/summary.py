@@ -1,4 +1,12 @@
-"""Per-model figures for the demo's table, read from the agent's own metrics (one source of truth)."""
+"""Per-model figures for the demo's table, read from the agent's own metrics (one source of truth).
+
+The input is a snapshot of the agent's MeterProvider taken by the same reader
+that serves /metrics (`Handle.reader.snapshot()`), so the table and a scrape
+can never disagree: nothing here counts calls on its own.  Percentiles are
+estimated from the histogram buckets the way Prometheus' histogram_quantile()
+does (linear interpolation inside the bucket), capped at the largest value
+recorded.
+"""
 
 from __future__ import annotations
 
@@ -73,10 +81,10 @@ def rows(snapshot: Dict[str, dict]) -> List[Row]:
 
     for model, samples in _by_model(snap, "gen_ai_client_operation_duration_seconds").items():
         r = row(model)
-        bounds, counts, _ = _merged_hist(samples)
+        bounds, counts, top = _merged_hist(samples)
         r.requests = sum(counts)
         r.errors = sum(sum(s["counts"]) for s in samples if s["labels"].get("error_type"))
-        r.p50, r.p95 = quantile(0.5, bounds, counts), quantile(0.95, bounds, counts)
+        r.p50, r.p95 = _capped(quantile(0.5, bounds, counts), top), _capped(quantile(0.95, bounds, counts), top)
     for model, samples in _by_model(snap, "anthropic_client_timeouts").items():
         row(model).timeouts = int(sum(s["value"] for s in samples))
     for model, samples in _by_model(snap, "anthropic_client_retries").items():
@@ -84,11 +92,28 @@ def rows(snapshot: Dict[str, dict]) -> List[Row]:
     for name, attr in (("gen_ai_client_operation_time_to_first_chunk_seconds", "ttft"),
                        ("anthropic_client_prefill_duration_seconds", "prefill")):
         for model, samples in _by_model(snap, name).items():
-            bounds, counts, _ = _merged_hist(samples)
-            setattr(row(model), attr, quantile(0.5, bounds, counts))
+            bounds, counts, top = _merged_hist(samples)
+            setattr(row(model), attr, _capped(quantile(0.5, bounds, counts), top))
     for model, samples in _by_model(snap, "anthropic_client_timeout_utilization").items():
         row(model).max_util = _merged_hist(samples)[2]
     return sorted(table.values(), key=lambda r: r.model)
+
+
+def _capped(value: Optional[float], top: float) -> Optional[float]:
+    return value if value is None or not top else min(value, top)
+
+
+def totals(all_rows: List[Row]) -> Row:
+    """Returns the counts summed over every model (percentiles are per model only)."""
+    total = Row("all models")
+    for r in all_rows:
+        total.requests += r.requests
+        total.errors += r.errors
+        total.timeouts += r.timeouts
+        total.retries += r.retries
+        if r.max_util is not None:
+            total.max_util = max(total.max_util or 0.0, r.max_util)
+    return total
 
 
 def _fmt(value: Optional[float], unit: str = "s") -> str:

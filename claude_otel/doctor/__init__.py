@@ -1,60 +1,76 @@
-"""`claude-otel doctor`: the timeout troubleshooting checklist as checks with verdicts and fixes."""
+"""`claude-otel doctor`: the timeout troubleshooting checklist as checks with verdicts and fixes.
+
+From the command line:
+
+    claude-otel doctor [--base-url URL] [--timeout S] [--max-tokens N] [--model M] [--offline] [--json]
+
+or from the application, with the client it really uses:
+
+    from claude_otel import doctor
+    results = doctor.run(client=my_client, max_tokens=32000)
+    print(doctor.render(results)); sys.exit(doctor.exit_code(results))
+
+Checks, in order: sdk, timeout, streaming, proxy, dns, connect, forced-timeout
+(only with a tiny --timeout such as 0.001), claude-otel.  Exit code 0 when all
+pass, 1 with a warning, 2 with a failure.  Network checks contact only the base
+URL's host; the forced-timeout probe sends one request there with a dummy API key.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
+import sys
 from typing import List, Optional
 
-from .checks import FAIL, PASS, WARN, Result, all_checks
+from .checks import FAIL, PASS, SKIP, WARN, Result, all_checks
+from .report import exit_code, render, to_json
 
-EXIT = {PASS: 0, WARN: 1, FAIL: 2}
+FORCE_BELOW = 0.1  # a --timeout below this is a forced-timeout probe, not the app's timeout
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the doctor sub-command's flags."""
-    parser.add_argument("--base-url", help="API base URL (default ANTHROPIC_BASE_URL or https://api.anthropic.com)")
-    parser.add_argument("--timeout", type=float, help="the client timeout your app sets, in seconds; with a tiny "
-                                                      "value (e.g. 0.001) also makes a forced-timeout probe call")
-    parser.add_argument("--max-tokens", type=int, help="the largest max_tokens your app sends non-streamed")
-    parser.add_argument("--model", help="the model, for model-specific non-streaming limits")
-    parser.add_argument("--offline", action="store_true", help="skip the DNS and connect checks")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--base-url", help="API base URL (default: ANTHROPIC_BASE_URL, else https://api.anthropic.com)")
+    parser.add_argument("--timeout", type=float, metavar="SECONDS",
+                        help="the timeout your app gives the client; a value below 0.1 (e.g. 0.001) instead makes a "
+                             "forced-timeout probe: one real SDK call with that timeout and a dummy API key, which must "
+                             "fail with APITimeoutError")
+    parser.add_argument("--max-tokens", type=int, metavar="N", help="the largest max_tokens your app sends non-streamed")
+    parser.add_argument("--model", help="the model of those requests (some have lower non-streaming limits)")
+    parser.add_argument("--offline", action="store_true", help="skip the checks that use the network")
+    parser.add_argument("--json", action="store_true", help="print a JSON report instead of text")
 
 
-def run(client=None, base_url: Optional[str] = None, timeout: Optional[float] = None,
-        max_tokens: Optional[int] = None, model: Optional[str] = None, network: bool = True) -> List[Result]:
-    """Returns the check results for an app's client (or settings); the Python API of the doctor."""
-    force = timeout if timeout is not None and timeout < 0.1 else None
-    return all_checks(base_url, None if force else timeout, client, max_tokens, model, force, network)
-
-
-def exit_code(results: List[Result]) -> int:
-    """Returns 0 when all pass, 1 with a warning, 2 with a failure."""
-    return max((EXIT[r.status] for r in results), default=0)
-
-
-def render(results: List[Result]) -> str:
-    """Returns the human-readable report."""
-    lines = []
-    for r in results:
-        lines.append(f"{r.status:4}  {r.name:15} {r.reason}")
-        if r.fix and r.status != PASS:
-            lines.append(f"      {'':15} fix: {r.fix}")
-    worst = {0: "all checks passed", 1: "warnings", 2: "failures"}[exit_code(results)]
-    lines.append(f"\n{len(results)} checks: {worst}")
-    return "\n".join(lines)
+def run(client=None, *, base_url: Optional[str] = None, timeout: Optional[float] = None,
+        max_tokens: Optional[int] = None, model: Optional[str] = None, network: bool = True,
+        force_timeout: Optional[float] = None, env=None) -> List[Result]:
+    """Returns the check results for an application's client object (or, without one, for the client the SDK
+    would build from the environment).  A `timeout` below 0.1 s is taken as `force_timeout` (the probe)."""
+    if timeout is not None and timeout < FORCE_BELOW and force_timeout is None:
+        force_timeout, timeout = timeout, None
+    return all_checks(client, base_url, timeout, max_tokens, model, force_timeout, network, env)
 
 
 def run_cli(args: argparse.Namespace) -> int:
     """Runs the doctor from the command line; returns 0/1/2 for pass/warn/fail."""
+    from ..version import __version__
+
+    if args.timeout is not None and args.timeout <= 0:
+        print("claude-otel doctor: --timeout must be a positive number of seconds", file=sys.stderr)
+        return 2
     results = run(base_url=args.base_url, timeout=args.timeout, max_tokens=args.max_tokens, model=args.model,
                   network=not args.offline)
+    sdk = next((r.data.get("version") for r in results if r.name == "sdk"), None)
+    base_url = next((r.data.get("base_url") for r in results if r.name == "timeout"), None)
     if args.json:
-        print(json.dumps({"results": [r.as_dict() for r in results], "exit_code": exit_code(results)}, indent=2))
+        print(to_json(results, claude_otel=__version__, anthropic=sdk, base_url=base_url))
     else:
-        print(render(results))
+        header = f"claude-otel doctor {__version__} — anthropic {sdk or 'not installed'}, base URL {base_url}"
+        color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+        print(render(results, color=color, header=header))
     return exit_code(results)
 
 
-__all__ = ["run", "exit_code", "render", "Result", "PASS", "WARN", "FAIL"]
+__all__ = ["run", "run_cli", "add_arguments", "exit_code", "render", "to_json", "Result", "PASS", "WARN", "FAIL",
+           "SKIP"]
