@@ -1,3 +1,5 @@
+"""`python -m claude_otel ...`: the same as the `claude-otel` command."""
+
 import sys
 
 from .cli import main
