@@ -95,9 +95,15 @@ def test_quantile_from_buckets():
     assert quantile(0.5, [1.0, 2.0], [10, 0, 0]) == pytest.approx(0.5)
 
 
+def claude_otel_command():
+    """Returns the `claude-otel` console script when installed (pip install -e .), else python -m claude_otel."""
+    script = Path(sys.executable).parent / "claude-otel"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "claude_otel"]
+
+
 def test_demo_headless_serves_every_core_metric():
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "claude_otel", "demo", "--duration", "10", "--no-tty",
+    proc = subprocess.Popen([*claude_otel_command(), "demo", "--duration", "10", "--no-tty",
                              "--metrics-port", str(port)], env=env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, cwd=ROOT)
     text = ""
@@ -150,6 +156,27 @@ def test_demo_profile_option_and_bad_ports():
     final = one.stdout[one.stdout.index("Final figures"):]
     retries = [int(line.split()[4]) for line in final.splitlines() if line.startswith(MODELS)]
     assert retries and all(n > 0 for n in retries), final  # every call of the profile was retried once
+
+
+def test_demo_exports_otlp_when_an_endpoint_is_set():
+    from otlp_receiver import HttpReceiver
+
+    receiver = HttpReceiver()
+    try:
+        e = env()
+        e.update({"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"})
+        out = subprocess.run([sys.executable, "-m", "claude_otel", "demo", "--duration", "3", "--no-tty",
+                              "--metrics-port", "0"], env=e, capture_output=True, text=True, cwd=ROOT, timeout=90)
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+        received = receiver.received
+        assert received.wait_for(lambda: received.spans() and received.metrics, timeout=10)
+        names = {attr.value.string_value for res in received.resources() for attr in res.attributes
+                 if attr.key == "service.name"}
+        assert names == {"claude-otel-demo"}
+        assert {"chat claude-sonnet-4-5", "chat claude-haiku-4-5"} <= {span.name for span in received.spans()}
+        assert "gen_ai.client.operation.duration" in received.metric_names()
+    finally:
+        receiver.stop()
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None and not os.environ.get("CI"), reason="tmux is not installed")

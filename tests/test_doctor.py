@@ -351,21 +351,31 @@ def cli(*args, **env):
                           cwd=ROOT, timeout=90, env=clean_env(**env))
 
 
-def test_cli_json_and_exit_codes(sim):
+def test_cli_json_and_exit_codes(sim, monkeypatch, capsys):
     ok = cli("--base-url", sim.base_url, "--json")
     document = json.loads(ok.stdout)
     assert ok.returncode == document["exit_code"] == 0, ok.stdout
     assert [c["name"] for c in document["checks"]] == ["sdk", "timeout", "streaming", "proxy", "dns", "connect",
                                                        "claude-otel"]
     assert document["base_url"] == sim.base_url and document["anthropic"] == anthropic.__version__
-    warn = cli("--base-url", sim.base_url, "--timeout", "20")
-    assert warn.returncode == 1 and "WARN  timeout" in warn.stdout and "fix:" in warn.stdout
     fail = cli("--base-url", "http://nonexistent.invalid", "--max-tokens", "64000")
     assert fail.returncode == 2 and "FAIL  dns" in fail.stdout and "FAIL  streaming" in fail.stdout
     assert "Traceback" not in fail.stdout + fail.stderr
-    forced = json.loads(cli("--timeout", "0.001", "--json", ANTHROPIC_BASE_URL=sim.base_url).stdout)
+
+    from claude_otel.cli import main
+
+    def in_process(*args):
+        code = main(["doctor", *args])
+        return code, capsys.readouterr().out
+
+    code, text = in_process("--base-url", sim.base_url, "--timeout", "20")
+    assert code == 1 and "WARN  timeout" in text and "fix:" in text
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", sim.base_url)
+    code, text = in_process("--timeout", "0.001", "--json")
+    forced = json.loads(text)
     assert {c["name"]: c["status"] for c in forced["checks"]}["forced-timeout"] == PASS
-    assert forced["base_url"] == sim.base_url
-    offline = cli("--offline", "--json", ANTHROPIC_BASE_URL="http://nonexistent.invalid")
-    assert offline.returncode == 0 and "dns" not in {c["name"] for c in json.loads(offline.stdout)["checks"]}
-    assert cli("--timeout", "-1").returncode == 2
+    assert forced["base_url"] == sim.base_url and code == 0
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://nonexistent.invalid")
+    code, text = in_process("--offline", "--json")
+    assert code == 0 and "dns" not in {c["name"] for c in json.loads(text)["checks"]}
+    assert in_process("--timeout", "-1")[0] == 2
