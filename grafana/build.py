@@ -1,40 +1,70 @@
-"""Generates claude-otel's recording rules, alerts (Prometheus and Grafana-managed) and dashboards.
+"""Generates claude-otel's monitoring mixin: recording rules, alerts, Grafana-managed alerts, dashboards, and
+the promtool unit tests of every alert.
 
-Thresholds and windows live in THRESHOLDS below — the one place to tune them.
-Run `python grafana/build.py` after a change and commit the output; a test
-checks the committed files equal what this script generates.
+    python grafana/build.py            # rewrite every generated file under grafana/
+    python grafana/build.py --check    # exit 1 if a committed file differs from what this script generates
+
+THRESHOLDS below is the one place to tune alert levels and windows: the Prometheus alerts, the Grafana-managed
+alerts, the dashboards' threshold lines and the unit tests' inputs are all derived from it. RUNBOOK_BASE is
+the one place to point runbook links at your copy of grafana/runbooks.md. After an edit, run this script and
+commit its output; tests/test_grafana.py checks the committed files equal what it generates.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
-from typing import Dict, List
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-RUNBOOK_URL = os.environ.get(
-    "CLAUDE_OTEL_RUNBOOK_BASE", "https://github.com/your-org/claude-otel/blob/main/grafana/runbooks.md")
+# -- what to tune ------------------------------------------------------------------------------------------------
 
-# name: (value, meaning)
-THRESHOLDS: Dict[str, tuple] = {
-    "near_timeout_share": (0.05, "warn when more than this share of attempts used over 80% of their timeout"),
-    "near_timeout_for": ("10m", "for this long"),
-    "timeout_ratio": (0.05, "page when more than this share of calls time out ..."),
-    "timeout_baseline_factor": (3, "... and the share is this many times its 1-day baseline"),
-    "timeout_min_rate": (0.05, "... and there are at least this many calls per second (no paging on 1 call)"),
-    "timeout_for": ("5m", "for this long"),
-    "retry_ratio": (0.5, "warn when retries per call exceed this"),
-    "retry_for": ("10m", "for this long"),
-    "ttft_p95_seconds": (30.0, "warn when p95 time to first token exceeds this"),
-    "prefill_p95_seconds": (20.0, "warn when p95 prefill exceeds this"),
-    "latency_for": ("15m", "for this long"),
-    "ratelimit_remaining_ratio": (0.1, "warn when remaining rate limit falls below this share of the day's peak"),
-    "ratelimit_for": ("5m", "for this long"),
-    "absent_for": ("15m", "warn when a service that sent data in the last day has sent none for this long"),
-    "dropped_for": ("15m", "warn when claude-otel has been dropping telemetry for this long"),
+# Where the runbooks live; every alert's runbook_url is RUNBOOK_BASE + "#" + the alert name in lower case.
+RUNBOOK_BASE = "https://github.com/your-org/claude-otel/blob/main/grafana/runbooks.md"
+
+# The uid of the Prometheus data source the Grafana-managed alerts query (provisioning/datasources/prometheus.yml
+# creates it). Grafana expands environment variables in this field, so "${PROMETHEUS_DS_UID}" works as well.
+DATASOURCE_UID = "prometheus"
+
+# name: (value, what it means). Ratios are fractions (0.05 = 5%), durations in seconds unless a window ("15m").
+THRESHOLDS: Dict[str, Tuple[object, str]] = {
+    "min_request_rate": (0.02, "calls/s of a job and model below which ratio and latency alerts stay silent "
+                               "(0.02/s = 6 calls in 5 minutes): no page on one unlucky call"),
+    "near_timeout_80_share": (0.10, "ClaudeRequestsNearTimeout: share of attempts that used more than 80% of "
+                                    "their governing timeout"),
+    "near_timeout_80_for": ("15m", "... for this long"),
+    "near_timeout_90_share": (0.02, "ClaudeRequestsVeryNearTimeout: share of attempts that used more than 90% of "
+                                    "their governing timeout"),
+    "near_timeout_90_for": ("10m", "... for this long"),
+    "timeout_ratio": (0.05, "ClaudeTimeoutSpike (critical): share of calls that ended in a timeout ..."),
+    "timeout_baseline_factor": (3, "... and at least this many times the job and model's 1-day average"),
+    "timeout_for": ("5m", "... for this long"),
+    "error_ratio": (0.05, "ClaudeAPIErrors: share of calls that failed with one error type other than a timeout "
+                          "or a cancellation (overloaded_error, rate_limit_error, api_error, 5xx, connection)"),
+    "error_for": ("10m", "... for this long"),
+    "retries_per_call": (0.5, "ClaudeRetryStorm: retries per call"),
+    "retry_for": ("10m", "... for this long"),
+    "ttft_p95_seconds": (30.0, "ClaudeSlowFirstToken: p95 time to first token (streams), seconds"),
+    "prefill_p95_seconds": (20.0, "ClaudeSlowPrefill: p95 prefill (final attempt: body sent to first token), "
+                                  "seconds"),
+    "latency_for": ("15m", "... for this long (both latency alerts)"),
+    "stream_gap_p99_seconds": (30.0, "ClaudeLongStreamGaps: p99 of the longest wait between chunks of a stream, "
+                                     "seconds (half of nginx's default 60 s proxy_read_timeout)"),
+    "stream_gap_for": ("15m", "... for this long"),
+    "ratelimit_remaining_ratio": (0.10, "ClaudeRateLimitNearlyExhausted: remaining rate limit as a share of the "
+                                        "highest remaining value seen in the last day (about the limit)"),
+    "ratelimit_for": ("5m", "... for this long"),
+    "absent_for": ("15m", "ClaudeTelemetryAbsent: a job that sent call metrics in the last day has sent none "
+                          "for 5 minutes plus this long"),
+    "dropped_for": ("15m", "ClaudeTelemetryDropped: claude-otel has been dropping telemetry for this long"),
+    "client_timeout_seconds": (600, "dashboards only: default of the $timeout reference line (the SDK's default "
+                                    "read timeout)"),
+    "proxy_idle_seconds": (60, "dashboards only: default of the $proxy_idle reference line (nginx's default "
+                               "proxy_read_timeout)"),
 }
 
 
@@ -42,191 +72,364 @@ def t(name: str):
     return THRESHOLDS[name][0]
 
 
-SEL = 'job=~"$job", gen_ai_request_model=~"$model", anthropic_request_stream=~"$stream"'
-BY = "job, gen_ai_request_model"
+# -- PromQL building blocks --------------------------------------------------------------------------------------
+
+JM = "job, gen_ai_request_model"  # what the alerts group by: the service and the model
+B = "job, gen_ai_request_model, anthropic_request_stream"  # what recording rules keep (dashboards filter on it)
+FAILED = 'error_type!=""'
+TIMED_OUT = 'error_type="timeout"'
+API_ERROR = 'error_type!~"|timeout|cancelled"'  # failures other than our timeouts and cancellations
+KIND = "anthropic_timeout_kind"
+
+OPS = "gen_ai_client_operation_duration_seconds"
+ATTEMPTS = "anthropic_client_attempt_duration_seconds"
+UTIL = "anthropic_client_timeout_utilization"
+TTFT = "gen_ai_client_operation_time_to_first_chunk_seconds"
+PREFILL = "anthropic_client_prefill_duration_seconds"
+GAP = "anthropic_client_stream_max_gap_seconds"
+CHUNK = "gen_ai_client_operation_time_per_output_chunk_seconds"
+TOKENS = "gen_ai_client_token_usage"
+RETRIES = "anthropic_client_retries_total"
+BACKOFF = "anthropic_client_retry_backoff_seconds"
+TIMEOUTS = "anthropic_client_timeouts_total"
+ACTIVE = "anthropic_client_active_requests"
+RATELIMIT = "anthropic_ratelimit_remaining"
+DROPPED = "claude_otel_exporter_dropped_total"
+
+DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+                    163.84, 327.68, 655.36]
+UTIL_BUCKETS = [0.1, 0.25, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.99, 1.0]
+
+# recorded bucket rates: short name -> (source histogram, extra labels kept)
+HISTOGRAMS = {
+    "operation_duration_seconds": (OPS, ""),
+    "attempt_duration_seconds": (ATTEMPTS, ""),
+    "time_to_first_chunk_seconds": (TTFT, ""),
+    "prefill_duration_seconds": (PREFILL, ""),
+    "stream_max_gap_seconds": (GAP, ""),
+    "timeout_utilization": (UTIL, KIND),
+}
+
+
+def by(*parts: str) -> str:
+    return ", ".join(p for p in parts if p)
+
+
+def ratio_or_zero(numerator: str, denominator: str) -> str:
+    """numerator / denominator, with 0 where the numerator has no series (no timeouts yet is a ratio of 0)."""
+    return f"({numerator} or {denominator} * 0) / {denominator}"
+
+
+def quantile_of(q: float, buckets: str, group: str) -> str:
+    return f"histogram_quantile({q}, sum by ({group}, le) ({buckets}))"
+
+
+def share_above(bound: str, buckets: Callable[[str], str], group: str, total_group: str) -> str:
+    """Share of observations above `bound` (a non-integer bucket bound such as "0.8"), per `group`, out of all
+    observations per `total_group` (a subset of `group`). `buckets(matcher)` returns a bucket-rate selector."""
+    everything, below = buckets('le="+Inf"'), buckets(f'le="{bound}"')
+    return (f"(sum by ({group}) ({everything}) - sum by ({group}) ({below}))"
+            f" / on ({total_group}) group_left sum by ({total_group}) ({everything})")
+
+
+def raw_rate(metric: str, matchers: str = "", window: str = "5m") -> str:
+    return f"rate({metric}{{{matchers}}}[{window}])" if matchers else f"rate({metric}[{window}])"
+
+
+def recorded(name: str, matchers: str = "") -> str:
+    return f"{name}{{{matchers}}}" if matchers else name
 
 
 # -- recording rules ---------------------------------------------------------------------------------------------
 
-def _ratio_or_zero(numerator: str, denominator: str) -> str:
-    return f"({numerator} or ({denominator} * 0)) / {denominator}"
-
-
-def recording_rules() -> List[dict]:
-    count = "gen_ai_client_operation_duration_seconds_count"
-    requests = f"sum by ({BY}) (rate({count}[5m]))"
-
-    def q(quantile: float, metric: str) -> str:
-        return f"histogram_quantile({quantile}, sum by ({BY}, le) (rate({metric}_bucket[5m])))"
-
-    def over(bound: str) -> str:
-        return (f"1 - (sum by ({BY}) (rate(anthropic_client_timeout_utilization_bucket{{le=\"{bound}\"}}[5m])) "
-                f"/ sum by ({BY}) (rate(anthropic_client_timeout_utilization_count[5m])))")
-
-    rules = [
-        ("claude:requests:rate5m", requests),
-        ("claude:errors:rate5m", f"sum by ({BY}, error_type) (rate({count}{{error_type!=\"\"}}[5m]))"),
-        ("claude:timeouts:rate5m", f"sum by ({BY}) (rate({count}{{error_type=\"timeout\"}}[5m]))"),
-        ("claude:timeout_ratio:rate5m", _ratio_or_zero(
-            f"sum by ({BY}) (rate({count}{{error_type=\"timeout\"}}[5m]))", requests)),
-        ("claude:timeout_ratio:rate1d", _ratio_or_zero(
-            f"sum by ({BY}) (increase({count}{{error_type=\"timeout\"}}[1d]))",
-            f"sum by ({BY}) (increase({count}[1d]))")),
-        ("claude:timeout_utilization_over_80:ratio_rate5m", over("0.8")),
-        ("claude:timeout_utilization_over_95:ratio_rate5m", over("0.95")),
-        ("claude:timeout_utilization:p99_5m", q(0.99, "anthropic_client_timeout_utilization")),
-        ("claude:operation_duration_seconds:p95_5m", q(0.95, "gen_ai_client_operation_duration_seconds")),
-        ("claude:operation_duration_seconds:p99_5m", q(0.99, "gen_ai_client_operation_duration_seconds")),
-        ("claude:time_to_first_chunk_seconds:p95_5m", q(0.95, "gen_ai_client_operation_time_to_first_chunk_seconds")),
-        ("claude:prefill_seconds:p95_5m", q(0.95, "anthropic_client_prefill_duration_seconds")),
-        ("claude:stream_max_gap_seconds:p99_5m", q(0.99, "anthropic_client_stream_max_gap_seconds")),
-        ("claude:retries:rate5m", f"sum by ({BY}, anthropic_retry_reason) (rate(anthropic_client_retries_total[5m]))"),
-        ("claude:retries_per_request:ratio_rate5m", _ratio_or_zero(
-            f"sum by ({BY}) (rate(anthropic_client_retries_total[5m]))", requests)),
+def recording_groups() -> List[dict]:
+    """Two groups: aggregates of the raw series (drop instance and the rest), then ratios and quantiles of those."""
+    level1 = [
+        ("claude:requests:rate5m", f"sum by ({B}) ({raw_rate(OPS + '_count')})"),
+        ("claude:errors:rate5m", f"sum by ({B}, error_type) ({raw_rate(OPS + '_count', FAILED)})"),
+        ("claude:timeouts:rate5m", f"sum by ({B}) ({raw_rate(OPS + '_count', TIMED_OUT)})"),
+        ("claude:attempts:rate5m", f"sum by ({B}) ({raw_rate(ATTEMPTS + '_count')})"),
+        ("claude:attempt_timeouts:rate5m", f"sum by ({B}, anthropic_timeout_phase) ({raw_rate(TIMEOUTS)})"),
+        ("claude:retries:rate5m", f"sum by ({B}, anthropic_retry_reason) ({raw_rate(RETRIES)})"),
         ("claude:retry_backoff_seconds:rate5m",
-         f"sum by ({BY}) (rate(anthropic_client_retry_backoff_seconds_sum[5m]))"),
-        ("claude:ratelimit_remaining:ratio",
-         "min by (job, anthropic_ratelimit_kind) (anthropic_ratelimit_remaining) / "
-         "max by (job, anthropic_ratelimit_kind) (max_over_time(anthropic_ratelimit_remaining[1d]))"),
+         f"sum by ({B}, anthropic_retry_reason) ({raw_rate(BACKOFF + '_sum')})"),
+        ("claude:tokens:rate5m", f"sum by ({B}, gen_ai_token_type) ({raw_rate(TOKENS + '_sum')})"),
     ]
-    return [{"record": name, "expr": expr} for name, expr in rules]
+    for short, (metric, extra) in HISTOGRAMS.items():
+        level1.append((f"claude:{short}_bucket:rate5m",
+                       f"sum by ({by(B, extra)}, le) ({raw_rate(metric + '_bucket')})"))
+    level1.append(("claude:ratelimit_remaining:ratio",
+                   f"min by ({JM}, anthropic_ratelimit_kind) ({RATELIMIT}) / max by ({JM}, anthropic_ratelimit_kind) "
+                   f"(max_over_time({RATELIMIT}[1d]))"))
+
+    def req(group: str = JM) -> str:
+        return f"sum by ({group}) (claude:requests:rate5m)"
+
+    def util_buckets(matcher: str) -> str:
+        return recorded("claude:timeout_utilization_bucket:rate5m", matcher)
+
+    level2 = [
+        ("claude:timeout_ratio:rate5m", ratio_or_zero(f"sum by ({JM}) (claude:timeouts:rate5m)", req())),
+        ("claude:timeout_ratio:rate1d", ratio_or_zero(
+            f"sum by ({JM}) (sum_over_time(claude:timeouts:rate5m[1d]))",
+            f"sum by ({JM}) (sum_over_time(claude:requests:rate5m[1d]))")),
+        ("claude:error_ratio:rate5m",
+         f"sum by ({JM}, error_type) (claude:errors:rate5m{{error_type!~\"timeout|cancelled\"}}) "
+         f"/ on ({JM}) group_left {req()}"),
+        ("claude:retries_per_request:ratio_rate5m", ratio_or_zero(f"sum by ({JM}) (claude:retries:rate5m)", req())),
+    ]
+    for bound, name in (("0.8", "80"), ("0.9", "90"), ("0.95", "95")):
+        level2.append((f"claude:timeout_utilization_over_{name}:ratio_rate5m",
+                       share_above(bound, util_buckets, by(B, KIND), B)))
+    for q in (0.5, 0.95, 0.99):
+        level2.append((f"claude:operation_duration_seconds:p{int(q * 100)}_5m",
+                       quantile_of(q, "claude:operation_duration_seconds_bucket:rate5m", JM)))
+    for short in ("time_to_first_chunk_seconds", "prefill_duration_seconds", "stream_max_gap_seconds"):
+        for q in (0.95, 0.99):
+            level2.append((f"claude:{short}:p{int(q * 100)}_5m",
+                           quantile_of(q, f"claude:{short}_bucket:rate5m", JM)))
+    level2.append(("claude:timeout_utilization:p99_5m",
+                   quantile_of(0.99, "claude:timeout_utilization_bucket:rate5m", by(JM, KIND))))
+    return [
+        {"name": "claude-otel.rules", "rules": [{"record": n, "expr": e} for n, e in level1]},
+        {"name": "claude-otel.ratios", "rules": [{"record": n, "expr": e} for n, e in level2]},
+    ]
 
 
 # -- alerts ------------------------------------------------------------------------------------------------------
 
-ALERTS = [
-    {
-        "alert": "ClaudeRequestsNearTimeout",
-        "query": "claude:timeout_utilization_over_80:ratio_rate5m",
-        "condition": f"> {t('near_timeout_share')}",
-        "for": t("near_timeout_for"),
-        "severity": "warning",
-        "summary": "Claude calls of {{ $labels.job }} to {{ $labels.gen_ai_request_model }} are nearing their timeout",
-        "description": "{{ $value | humanizePercentage }} of HTTP attempts used more than 80% of their governing "
-                       "timeout over the last 5 minutes (threshold " + f"{t('near_timeout_share'):.0%}" + "). "
-                       "Timeouts follow when this reaches 100%.",
-        "anchor": "claude-requests-near-timeout",
-    },
-    {
-        "alert": "ClaudeTimeoutSpike",
-        "query": "claude:timeout_ratio:rate5m",
-        "condition": (f"> {t('timeout_ratio')} and claude:timeout_ratio:rate5m > {t('timeout_baseline_factor')} * "
-                      f"claude:timeout_ratio:rate1d and claude:requests:rate5m > {t('timeout_min_rate')}"),
-        "for": t("timeout_for"),
-        "severity": "critical",
-        "summary": "Claude calls of {{ $labels.job }} to {{ $labels.gen_ai_request_model }} are timing out",
-        "description": "{{ $value | humanizePercentage }} of calls ended in a timeout over the last 5 minutes, "
-                       f"above {t('timeout_ratio'):.0%} and {t('timeout_baseline_factor')}x the 1-day baseline.",
-        "anchor": "claude-timeout-spike",
-    },
-    {
-        "alert": "ClaudeRetryStorm",
-        "query": "claude:retries_per_request:ratio_rate5m",
-        "condition": f"> {t('retry_ratio')}",
-        "for": t("retry_for"),
-        "severity": "warning",
-        "summary": "Claude calls of {{ $labels.job }} to {{ $labels.gen_ai_request_model }} are retrying heavily",
-        "description": "{{ $value | humanize }} retries per call over the last 5 minutes (threshold "
-                       f"{t('retry_ratio')}). Each retry multiplies load and latency.",
-        "anchor": "claude-retry-storm",
-    },
-    {
-        "alert": "ClaudeSlowFirstToken",
-        "query": "claude:time_to_first_chunk_seconds:p95_5m",
-        "condition": f"> {t('ttft_p95_seconds')}",
-        "for": t("latency_for"),
-        "severity": "warning",
-        "summary": "Time to first token of {{ $labels.job }} on {{ $labels.gen_ai_request_model }} has degraded",
-        "description": "p95 time to first token is {{ $value | humanizeDuration }} (threshold "
-                       f"{t('ttft_p95_seconds'):g} s), including retries and backoff.",
-        "anchor": "claude-slow-first-token",
-    },
-    {
-        "alert": "ClaudeSlowPrefill",
-        "query": "claude:prefill_seconds:p95_5m",
-        "condition": f"> {t('prefill_p95_seconds')}",
-        "for": t("latency_for"),
-        "severity": "warning",
-        "summary": "Prefill of {{ $labels.job }} on {{ $labels.gen_ai_request_model }} has degraded",
-        "description": "p95 prefill (request sent to first token of the final attempt) is "
-                       "{{ $value | humanizeDuration }} (threshold " f"{t('prefill_p95_seconds'):g} s).",
-        "anchor": "claude-slow-prefill",
-    },
-    {
-        "alert": "ClaudeRateLimitNearlyExhausted",
-        "query": "claude:ratelimit_remaining:ratio",
-        "condition": f"< {t('ratelimit_remaining_ratio')}",
-        "for": t("ratelimit_for"),
-        "severity": "warning",
-        "summary": "{{ $labels.job }} has nearly exhausted its {{ $labels.anthropic_ratelimit_kind }} rate limit",
-        "description": "Only {{ $value | humanizePercentage }} of the day's peak {{ $labels.anthropic_ratelimit_kind }}"
-                       " rate limit remains (threshold " f"{t('ratelimit_remaining_ratio'):.0%}" "); 429s follow.",
-        "anchor": "claude-rate-limit-nearly-exhausted",
-    },
-    {
-        "alert": "ClaudeTelemetryAbsent",
-        "query": "count by (job) (max_over_time(gen_ai_client_operation_duration_seconds_count[1d]))",
-        "condition": "unless count by (job) (max_over_time(gen_ai_client_operation_duration_seconds_count[15m]))",
-        "for": t("absent_for"),
-        "severity": "warning",
-        "summary": "No Claude telemetry from {{ $labels.job }}",
-        "description": "{{ $labels.job }} sent Claude call metrics in the last day but none for "
-                       f"{t('absent_for')}: the service, its agent or the scrape is down.",
-        "anchor": "claude-telemetry-absent",
-    },
-    {
-        "alert": "ClaudeTelemetryDropped",
-        "query": "sum by (job, signal) (rate(claude_otel_exporter_dropped_total[5m]))",
-        "condition": "> 0",
-        "for": t("dropped_for"),
-        "severity": "warning",
-        "summary": "claude-otel in {{ $labels.job }} is dropping {{ $labels.signal }}",
-        "description": "{{ $value | humanize }} items/s could not be exported (collector down, slow or refusing). "
-                       "API calls are unaffected; dashboards fed by OTLP are incomplete.",
-        "anchor": "claude-telemetry-dropped",
-    },
-]
+@dataclass
+class Alert:
+    """One alert, written twice: `expr` over recording rules (Prometheus) and `raw` over the raw series (Grafana).
+
+    Both are the measured value, already filtered by the alert's other conditions; the alert fires where
+    value `op` threshold. `fmt` is how the description shows the value (a Prometheus template function)."""
+
+    name: str
+    severity: str
+    expr: str
+    raw: str
+    op: str  # ">" or "<"; None: the expression itself is the condition (it returns 1 where the alert fires)
+    threshold: Optional[str]
+    for_: str
+    summary: str
+    description: str
+    fmt: str
+    panel: Tuple[str, str]  # (dashboard uid, panel title) the alert is drawn on
+
+    @property
+    def anchor(self) -> str:
+        return self.name.lower()
+
+    @property
+    def runbook_url(self) -> str:
+        return f"{RUNBOOK_BASE}#{self.anchor}"
+
+
+
+def gate(group: str, source: str) -> str:
+    """`and on(group) traffic > min_request_rate`: no alert on a handful of calls."""
+    return f"and on ({group}) sum by ({group}) ({source}) > {t('min_request_rate'):g}"
+
+
+REQ_RAW = raw_rate(OPS + "_count")
+
+
+def _raw_share(bound: str) -> str:
+    def buckets(matcher: str) -> str:
+        return raw_rate(UTIL + "_bucket", matcher)
+    return share_above(bound, buckets, by(B, KIND), B)
+
+
+def _raw_quantile(q: float, metric: str) -> str:
+    return f"histogram_quantile({q}, sum by ({JM}, le) ({raw_rate(metric + '_bucket')}))"
+
+
+WHO = "{{ $labels.job }}/{{ $labels.gen_ai_request_model }}"
+STREAMED = "stream={{ $labels.anthropic_request_stream }}"
+
+
+def alerts() -> List[Alert]:
+    near = []
+    for pct, share, for_, name, severity in (
+            (80, "near_timeout_80_share", "near_timeout_80_for", "ClaudeRequestsNearTimeout", "warning"),
+            (90, "near_timeout_90_share", "near_timeout_90_for", "ClaudeRequestsVeryNearTimeout", "warning")):
+        near.append(Alert(
+            name=name, severity=severity,
+            expr=f"claude:timeout_utilization_over_{pct}:ratio_rate5m\n{gate(B, 'claude:attempts:rate5m')}",
+            raw=f"{_raw_share(str(pct / 100))}\n{gate(B, raw_rate(ATTEMPTS + '_count'))}",
+            op=">", threshold=share, for_=t(for_),
+            summary=f"Claude calls of {WHO} ({STREAMED}) are close to their "
+                    "{{ $labels.anthropic_timeout_kind }} timeout",
+            description="{{ $value | humanizePercentage }} of HTTP attempts of " + WHO + " (" + STREAMED + ") used "
+                        f"more than {pct}% of their {{{{ $labels.anthropic_timeout_kind }}}} timeout over the last "
+                        f"5 minutes (threshold {t(share):.0%}). Attempts that reach 100% fail with "
+                        "'Request timed out'.",
+            fmt="humanizePercentage", panel=("claude-timeouts", f"Share of attempts above {pct}% of their timeout")))
+
+    timeout_raw = (f"sum by ({JM}) ({raw_rate(OPS + '_count', TIMED_OUT)}) / "
+                   f"sum by ({JM}) ({REQ_RAW})")
+    baseline_raw = (f"sum by ({JM}) (increase({OPS}_count{{error_type=\"timeout\"}}[1d])) / "
+                    f"sum by ({JM}) (increase({OPS}_count[1d]))")
+    return near + [
+        Alert(
+            name="ClaudeTimeoutSpike", severity="critical",
+            expr=(f"claude:timeout_ratio:rate5m\nand on ({JM}) claude:timeout_ratio:rate5m > "
+                  f"{t('timeout_baseline_factor'):g} * claude:timeout_ratio:rate1d\n"
+                  f"{gate(JM, 'claude:requests:rate5m')}"),
+            raw=(f"{timeout_raw}\nand on ({JM}) ({timeout_raw}) > {t('timeout_baseline_factor'):g} * "
+                 f"({baseline_raw})\n{gate(JM, REQ_RAW)}"),
+            op=">", threshold="timeout_ratio", for_=t("timeout_for"),
+            summary=f"Claude calls of {WHO} are timing out",
+            description="{{ $value | humanizePercentage }} of calls of " + WHO + " ended in 'Request timed out' over "
+                        f"the last 5 minutes: above {t('timeout_ratio'):.0%} and more than "
+                        f"{t('timeout_baseline_factor')}x the 1-day average.",
+            fmt="humanizePercentage", panel=("claude-overview", "Timeout ratio by service and model")),
+        Alert(
+            name="ClaudeAPIErrors", severity="warning",
+            expr=f"claude:error_ratio:rate5m\n{gate(JM, 'claude:requests:rate5m')}",
+            raw=(f"sum by ({JM}, error_type) ({raw_rate(OPS + '_count', API_ERROR)}) "
+                 f"/ on ({JM}) group_left sum by ({JM}) ({REQ_RAW})\n{gate(JM, REQ_RAW)}"),
+            op=">", threshold="error_ratio", for_=t("error_for"),
+            summary=f"Claude calls of {WHO} fail with {{{{ $labels.error_type }}}}",
+            description="{{ $value | humanizePercentage }} of calls of " + WHO + " failed with "
+                        "{{ $labels.error_type }} (after retries) over the last 5 minutes (threshold "
+                        f"{t('error_ratio'):.0%}).",
+            fmt="humanizePercentage", panel=("claude-overview", "Errors by error type")),
+        Alert(
+            name="ClaudeRetryStorm", severity="warning",
+            expr=f"claude:retries_per_request:ratio_rate5m\n{gate(JM, 'claude:requests:rate5m')}",
+            raw=f"sum by ({JM}) ({raw_rate(RETRIES)}) / sum by ({JM}) ({REQ_RAW})\n{gate(JM, REQ_RAW)}",
+            op=">", threshold="retries_per_call", for_=t("retry_for"),
+            summary=f"Claude calls of {WHO} are retrying heavily",
+            description="{{ $value | humanize }} retries per call for " + WHO + " over the last 5 minutes "
+                        f"(threshold {t('retries_per_call'):g}). Every retry adds a full attempt plus backoff to "
+                        "the call's duration.",
+            fmt="humanize", panel=("claude-timeouts", "Retries per call")),
+        Alert(
+            name="ClaudeSlowFirstToken", severity="warning",
+            expr=f"claude:time_to_first_chunk_seconds:p95_5m\n{gate(JM, 'claude:requests:rate5m')}",
+            raw=f"{_raw_quantile(0.95, TTFT)}\n{gate(JM, REQ_RAW)}",
+            op=">", threshold="ttft_p95_seconds", for_=t("latency_for"),
+            summary=f"Time to first token of {WHO} has degraded",
+            description="p95 time to first token of " + WHO + " is {{ $value | humanizeDuration }} over the last "
+                        f"5 minutes (threshold {t('ttft_p95_seconds'):g}s), retries and backoff included.",
+            fmt="humanizeDuration", panel=("claude-timeouts", "Time to first token p95 / p99 by model")),
+        Alert(
+            name="ClaudeSlowPrefill", severity="warning",
+            expr=f"claude:prefill_duration_seconds:p95_5m\n{gate(JM, 'claude:requests:rate5m')}",
+            raw=f"{_raw_quantile(0.95, PREFILL)}\n{gate(JM, REQ_RAW)}",
+            op=">", threshold="prefill_p95_seconds", for_=t("latency_for"),
+            summary=f"Prefill of {WHO} has degraded",
+            description="p95 prefill (request sent to first token, final attempt) of " + WHO + " is "
+                        "{{ $value | humanizeDuration }} over the last 5 minutes (threshold "
+                        f"{t('prefill_p95_seconds'):g}s).",
+            fmt="humanizeDuration", panel=("claude-timeouts", "Prefill p95 / p99 by model")),
+        Alert(
+            name="ClaudeLongStreamGaps", severity="warning",
+            expr=f"claude:stream_max_gap_seconds:p99_5m\n{gate(JM, 'claude:requests:rate5m')}",
+            raw=f"{_raw_quantile(0.99, GAP)}\n{gate(JM, REQ_RAW)}",
+            op=">", threshold="stream_gap_p99_seconds", for_=t("stream_gap_for"),
+            summary=f"Streams of {WHO} go silent for long stretches",
+            description="p99 of the longest wait between chunks of a stream of " + WHO + " is "
+                        "{{ $value | humanizeDuration }} (threshold " f"{t('stream_gap_p99_seconds'):g}s). "
+                        "A proxy idle timeout shorter than this cuts streams.",
+            fmt="humanizeDuration", panel=("claude-timeouts", "Longest stream gap p99 vs proxy idle timeout")),
+        Alert(
+            name="ClaudeRateLimitNearlyExhausted", severity="warning",
+            expr="claude:ratelimit_remaining:ratio",
+            raw=(f"min by ({JM}, anthropic_ratelimit_kind) ({RATELIMIT}) / max by ({JM}, anthropic_ratelimit_kind) "
+                 f"(max_over_time({RATELIMIT}[1d]))"),
+            op="<", threshold="ratelimit_remaining_ratio", for_=t("ratelimit_for"),
+            summary="{{ $labels.job }} has nearly exhausted its {{ $labels.anthropic_ratelimit_kind }} rate limit "
+                    "for {{ $labels.gen_ai_request_model }}",
+            description="Only {{ $value | humanizePercentage }} of the day's highest remaining "
+                        "{{ $labels.anthropic_ratelimit_kind }} rate limit is left for " + WHO + " (threshold "
+                        f"{t('ratelimit_remaining_ratio'):.0%}). 429 rate_limit_error responses and retries follow.",
+            fmt="humanizePercentage", panel=("claude-overview", "Rate limit remaining (share of the day's peak)")),
+        Alert(
+            name="ClaudeTelemetryAbsent", severity="warning",
+            expr=("group by (job) (max_over_time(claude:requests:rate5m[1d]))\n"
+                  "unless on (job) group by (job) (claude:requests:rate5m)"),
+            raw=(f"group by (job) (max_over_time({OPS}_count[1d]))\n"
+                 f"unless on (job) group by (job) ({OPS}_count)"),
+            op=None, threshold=None, for_=t("absent_for"),
+            summary="No Claude call metrics from {{ $labels.job }}",
+            description="{{ $labels.job }} sent Claude call metrics in the last day but none for more than "
+                        f"{t('absent_for')}: the service, its claude-otel agent or the scrape is down.",
+            fmt="", panel=("claude-overview", "Call rate by service and model")),
+        Alert(
+            name="ClaudeTelemetryDropped", severity="warning",
+            expr=f"sum by (job, signal) ({raw_rate(DROPPED)})",
+            raw=f"sum by (job, signal) ({raw_rate(DROPPED)})",
+            op=">", threshold=None, for_=t("dropped_for"),
+            summary="claude-otel in {{ $labels.job }} is dropping {{ $labels.signal }}",
+            description="claude-otel in {{ $labels.job }} dropped {{ $value | humanize }} {{ $labels.signal }} "
+                        "items per second over the last 5 minutes: its exporter or collector is down, slow or "
+                        "refusing. Claude calls are unaffected; these dashboards are incomplete.",
+            fmt="humanize", panel=("claude-overview", "Telemetry dropped by claude-otel")),
+    ]
+
+
+def _threshold_value(a: Alert) -> float:
+    return 0.0 if a.threshold is None else float(t(a.threshold))
+
+
+def prometheus_expr(a: Alert) -> str:
+    if a.op is None:
+        return a.expr
+    head, sep, gates = a.expr.partition("\n")
+    return f"{head} {a.op} {_threshold_value(a):g}" + (f"\n{gates}" if sep else "")
 
 
 def alert_rules() -> List[dict]:
-    rules = []
-    for a in ALERTS:
-        rules.append({
-            "alert": a["alert"],
-            "expr": f"{a['query']} {a['condition']}",
-            "for": a["for"],
-            "labels": {"severity": a["severity"]},
-            "annotations": {"summary": a["summary"], "description": a["description"],
-                            "runbook_url": f"{RUNBOOK_URL}#{a['anchor']}"},
-        })
-    return rules
+    return [{
+        "alert": a.name,
+        "expr": prometheus_expr(a),
+        "for": a.for_,
+        "labels": {"severity": a.severity},
+        "annotations": {"summary": a.summary, "description": a.description, "runbook_url": a.runbook_url},
+    } for a in alerts()]
 
 
-def grafana_alerting() -> dict:
-    """Returns the same alerts as Grafana-managed alert rules (provisioning apiVersion 1)."""
+def grafana_alerting(panel_ids: Dict[Tuple[str, str], int]) -> dict:
+    """The same alerts as Grafana-managed rules (file provisioning, apiVersion 1).
+
+    Query A is the alert's value over the raw series (so these work without the recording rules), B reduces it
+    to its last value, C is the threshold. Grafana does not expand environment variables in annotations, so the
+    {{ $labels.x }} and {{ $values.B.Value }} templates are safe there."""
     rules = []
-    for a in ALERTS:
+    for a in alerts():
+        def grafana_template(text: str) -> str:
+            return text.replace("$value |", "$values.B.Value |")
+
+        evaluator = {"type": "lt" if a.op == "<" else "gt", "params": [_threshold_value(a)]}
+        dashboard, title = a.panel
         rules.append({
-            "uid": "claude-" + a["alert"].lower()[6:][:30],
-            "title": a["alert"],
+            "uid": ("claude-" + a.anchor.removeprefix("claude"))[:40],
+            "title": a.name,
             "condition": "C",
             "data": [
-                {"refId": "A", "relativeTimeRange": {"from": 600, "to": 0}, "datasourceUid": "prometheus",
-                 "model": {"refId": "A", "expr": f"{a['query']} {a['condition']}", "instant": True,
-                           "intervalMs": 60000, "maxDataPoints": 43200}},
+                {"refId": "A", "relativeTimeRange": {"from": 600, "to": 0}, "datasourceUid": DATASOURCE_UID,
+                 "model": {"refId": "A", "expr": a.raw, "instant": True, "range": False, "editorMode": "code",
+                           "datasource": {"type": "prometheus", "uid": DATASOURCE_UID},
+                           "legendFormat": "__auto"}},
                 {"refId": "B", "datasourceUid": "__expr__",
                  "model": {"refId": "B", "type": "reduce", "expression": "A", "reducer": "last",
-                           "settings": {"mode": "dropNN"}}},
+                           "settings": {"mode": "dropNN"}, "datasource": {"type": "__expr__", "uid": "__expr__"}}},
                 {"refId": "C", "datasourceUid": "__expr__",
-                 "model": {"refId": "C", "type": "threshold", "expression": "B",
-                           "conditions": [{"evaluator": {"type": "gt", "params": [0]}}]}},
+                 "model": {"refId": "C", "type": "threshold", "expression": "B", "conditions": [{"evaluator": evaluator}],
+                           "datasource": {"type": "__expr__", "uid": "__expr__"}}},
             ],
+            "dashboardUid": dashboard,
+            "panelId": panel_ids[(dashboard, title)],
             "noDataState": "OK",
             "execErrState": "Error",
-            "for": a["for"],
-            "labels": {"severity": a["severity"]},
-            "annotations": {"summary": a["summary"], "description": a["description"],
-                            "runbook_url": f"{RUNBOOK_URL}#{a['anchor']}"},
+            "for": a.for_,
+            "labels": {"severity": a.severity},
+            "annotations": {"summary": grafana_template(a.summary), "description": grafana_template(a.description),
+                            "runbook_url": a.runbook_url},
+            "isPaused": False,
         })
     return {"apiVersion": 1, "groups": [{"orgId": 1, "name": "claude-otel", "folder": "claude-otel",
                                          "interval": "1m", "rules": rules}]}
@@ -234,347 +437,740 @@ def grafana_alerting() -> dict:
 
 # -- dashboards --------------------------------------------------------------------------------------------------
 
+SEL = 'job=~"$job", gen_ai_request_model=~"$model", anthropic_request_stream=~"$stream"'
+DS = {"type": "prometheus", "uid": "${datasource}"}
+DASHBOARD_TITLES = {
+    "claude-overview": "Claude API / Overview",
+    "claude-timeouts": "Claude API / Timeouts and headroom",
+    "claude-streaming": "Claude API / Streaming",
+}
+GREEN, ORANGE, RED = "green", "orange", "red"
+LE_INF = 'le="+Inf"'
+OUTPUT = 'gen_ai_token_type="output"'
+
+
+def le_is(bound: float) -> str:
+    """A bucket bound matcher; only for non-integer bounds (1.0 is "1.0" or "1" depending on the exporter)."""
+    assert bound != int(bound)
+    return f'le="{bound:g}"'
+
+
+@dataclass
+class Target:
+    expr: str
+    legend: str = ""
+    exemplar: bool = False  # raw histogram queries: a slow point links to the trace that made it
+
+
+def sel(extra: str = "") -> str:
+    return "{" + SEL + (", " + extra if extra else "") + "}"
+
+
+def rec(name: str, extra: str = "") -> str:
+    """A recording rule's series, filtered by the dashboard variables."""
+    return name + sel(extra)
+
+
+def raw_q(q: float, metric: str, group: str = "gen_ai_request_model", extra: str = "") -> str:
+    """A quantile straight from the raw histogram (so exemplars work), over Grafana's rate interval."""
+    return f"histogram_quantile({q}, sum by ({by(group, 'le')}) (rate({metric}_bucket{sel(extra)}[$__rate_interval])))"
+
+
+def runbook(alert: str) -> dict:
+    return {"title": f"Runbook: {alert}", "url": f"{RUNBOOK_BASE}#{alert.lower()}", "targetBlank": True}
+
+
+def dashboard_link(uid: str) -> dict:
+    return {"title": DASHBOARD_TITLES[uid], "url": f"/d/{uid}?${{__url_time_range}}&${{__all_variables}}"}
+
+
 class Dash:
-    def __init__(self, uid: str, title: str, description: str) -> None:
-        self.uid, self.title, self.description = uid, title, description
+    def __init__(self, uid: str, description: str) -> None:
+        self.uid, self.title, self.description = uid, DASHBOARD_TITLES[uid], description
         self.panels: List[dict] = []
-        self.y = 0
-        self.x = 0
+        self.x = self.y = 0
+        self.line_height = 0
+
+    def _place(self, width: int, height: int) -> dict:
+        if self.x + width > 24:
+            self.x, self.y, self.line_height = 0, self.y + self.line_height, 0
+        pos = {"h": height, "w": width, "x": self.x, "y": self.y}
+        self.x += width
+        self.line_height = max(self.line_height, height)
+        return pos
+
+    def _newline(self) -> None:
+        if self.x:
+            self.x, self.y, self.line_height = 0, self.y + self.line_height, 0
 
     def row(self, title: str) -> None:
-        self._next_line()
+        self._newline()
         self.panels.append({"type": "row", "title": title, "id": len(self.panels) + 1, "collapsed": False,
                             "gridPos": {"h": 1, "w": 24, "x": 0, "y": self.y}, "panels": []})
         self.y += 1
 
-    def _next_line(self) -> None:
-        if self.x:
-            self.x = 0
-            self.y += 8
+    def text(self, title: str, content: str, height: int = 5) -> None:
+        self._newline()
+        self.panels.append({"type": "text", "title": title, "id": len(self.panels) + 1,
+                            "description": "How to read these dashboards during an incident.",
+                            "gridPos": self._place(24, height),
+                            "options": {"mode": "markdown", "content": content.strip(),
+                                        "code": {"language": "plaintext", "showLineNumbers": False,
+                                                 "showMiniMap": False}}})
+        self._newline()
 
-    def panel(self, title: str, description: str, targets: List[tuple], unit: str, kind: str = "timeseries",
-              width: int = 12, thresholds: List[tuple] = (), exemplars: bool = False, stack: bool = False) -> None:
-        if self.x + width > 24:
-            self._next_line()
-        steps = [{"color": "green", "value": None}] + [{"color": c, "value": v} for v, c in thresholds]
+    def panel(self, title: str, description: str, targets: Sequence[Target], unit: str, kind: str = "timeseries",
+              width: int = 12, height: int = 8, thresholds: Sequence[Tuple[float, str]] = (),
+              links: Sequence[dict] = (), stack: bool = False, max_: Optional[float] = None) -> None:
+        steps = [{"color": GREEN, "value": None}] + [{"color": c, "value": v} for v, c in thresholds]
+        defaults: dict = {"unit": unit, "min": 0, "thresholds": {"mode": "absolute", "steps": steps}}
+        if max_ is not None:
+            defaults["max"] = max_
         panel = {
             "id": len(self.panels) + 1, "type": kind, "title": title, "description": description,
-            "datasource": {"type": "prometheus", "uid": "${datasource}"},
-            "gridPos": {"h": 8, "w": width, "x": self.x, "y": self.y},
-            "fieldConfig": {"defaults": {"unit": unit, "thresholds": {"mode": "absolute", "steps": steps}},
-                            "overrides": []},
-            "options": {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
-                        "tooltip": {"mode": "multi", "sort": "desc"}},
-            "targets": [{"refId": chr(65 + i), "expr": expr, "legendFormat": legend, "exemplar": exemplars,
-                         "datasource": {"type": "prometheus", "uid": "${datasource}"}}
-                        for i, (expr, legend) in enumerate(targets)],
+            "datasource": DS, "gridPos": self._place(width, height), "links": list(links),
+            "fieldConfig": {"defaults": defaults, "overrides": []},
+            "targets": [],
         }
+        for i, target in enumerate(targets):
+            query = {"refId": chr(65 + i), "datasource": DS, "expr": target.expr, "legendFormat": target.legend,
+                     "range": True, "instant": False, "editorMode": "code"}
+            if target.exemplar:
+                query["exemplar"] = True
+            panel["targets"].append(query)
         if kind == "timeseries":
-            custom = {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 10, "showPoints": "never",
-                      "thresholdsStyle": {"mode": "dashed" if thresholds else "off"}}
-            if stack:
-                custom["stacking"] = {"mode": "normal", "group": "A"}
-            panel["fieldConfig"]["defaults"]["custom"] = custom
-        if kind == "heatmap":
-            panel["targets"][0]["format"] = "heatmap"
-            panel["options"] = {"calculate": False, "yAxis": {"unit": unit}, "color": {"scheme": "Oranges"},
-                                "cellGap": 1, "exemplars": {"color": "rgba(255,0,255,0.7)"}}
-        if kind == "stat":
+            defaults["custom"] = {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 10, "showPoints": "never",
+                                  "spanNulls": False, "axisSoftMin": 0,
+                                  "stacking": {"mode": "normal" if stack else "none", "group": "A"},
+                                  "thresholdsStyle": {"mode": "dashed" if thresholds else "off"}}
+            panel["options"] = {"legend": {"displayMode": "table", "placement": "right", "showLegend": True,
+                                           "calcs": ["lastNotNull", "max"]},
+                                "tooltip": {"mode": "multi", "sort": "desc"}}
+        elif kind == "stat":
             panel["options"] = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-                                "colorMode": "value", "graphMode": "area"}
+                                "colorMode": "background", "graphMode": "area", "justifyMode": "auto",
+                                "textMode": "auto", "orientation": "auto", "wideLayout": True,
+                                "showPercentChange": False}
+            for query in panel["targets"]:
+                query["range"], query["instant"] = False, True
+        elif kind == "heatmap":
+            for query in panel["targets"]:
+                query["format"] = "heatmap"
+            defaults.pop("min")
+            defaults["custom"] = {"scaleDistribution": {"type": "linear"},
+                                  "hideFrom": {"legend": False, "tooltip": False, "viz": False}}
+            panel["options"] = {"calculate": False, "cellGap": 1,
+                                "color": {"mode": "scheme", "scheme": "Oranges", "scale": "exponential",
+                                          "exponent": 0.5, "fill": "dark-orange", "reverse": False, "steps": 64},
+                                "yAxis": {"unit": unit, "axisPlacement": "left", "reverse": False},
+                                "rowsFrame": {"layout": "auto"}, "cellValues": {"unit": "reqps"},
+                                "filterValues": {"le": 1e-9}, "showValue": "never",
+                                "tooltip": {"mode": "single", "yHistogram": True, "showColorScale": False},
+                                "legend": {"show": True}, "exemplars": {"color": "rgba(255,0,255,0.7)"}}
         self.panels.append(panel)
-        self.x += width
 
     def model(self) -> dict:
-        variables = [
-            {"name": "datasource", "type": "datasource", "query": "prometheus", "label": "Data source",
-             "current": {}, "hide": 0},
-        ]
-        for name, label, desc in (("job", "job", "Service"), ("model", "gen_ai_request_model", "Model"),
-                                  ("stream", "anthropic_request_stream", "Streaming")):
+        variables = [{"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus",
+                      "current": {}, "hide": 0, "refresh": 1, "regex": "", "options": []}]
+        source = OPS + "_count"
+        for name, label, text, matcher in (("job", "job", "Service (job)", ""),
+                                           ("model", "gen_ai_request_model", "Model", 'job=~"$job"'),
+                                           ("stream", "anthropic_request_stream", "Streamed", 'job=~"$job"')):
+            query = f"label_values({source}{{{matcher}}}, {label})" if matcher else f"label_values({source}, {label})"
             variables.append({
-                "name": name, "label": desc, "type": "query",
-                "datasource": {"type": "prometheus", "uid": "${datasource}"},
-                "query": {"query": f"label_values(gen_ai_client_operation_duration_seconds_count, {label})",
-                          "refId": f"{name}-var"},
-                "definition": f"label_values(gen_ai_client_operation_duration_seconds_count, {label})",
-                "multi": True, "includeAll": True, "allValue": ".*", "refresh": 2, "sort": 1,
-                "current": {"text": "All", "value": "$__all"}, "hide": 0,
-            })
-        links = [{"title": "Claude dashboards", "type": "dashboards", "tags": ["claude-otel"], "asDropdown": True,
-                  "includeVars": True, "keepTime": True},
-                 {"title": "Runbooks", "type": "link", "url": RUNBOOK_URL, "targetBlank": True}]
+                "name": name, "label": text, "type": "query", "datasource": DS,
+                "query": {"qryType": 1, "query": query, "refId": "PrometheusVariableQueryEditor-VariableQuery"},
+                "definition": query, "multi": True, "includeAll": True, "allValue": ".*", "refresh": 2,
+                "sort": 1, "current": {"selected": True, "text": ["All"], "value": ["$__all"]}, "hide": 0,
+                "regex": "", "options": []})
+        for name, text, default in (("timeout", "Client read timeout (s)", t("client_timeout_seconds")),
+                                    ("proxy_idle", "Proxy idle timeout (s)", t("proxy_idle_seconds"))):
+            variables.append({"name": name, "label": text, "type": "textbox", "query": str(default), "hide": 0,
+                              "current": {"text": str(default), "value": str(default)},
+                              "options": [{"selected": True, "text": str(default), "value": str(default)}],
+                              "description": "Reference line only: the timeout your clients or proxies apply."})
+        links = [{"title": DASHBOARD_TITLES[uid], "type": "link", "icon": "dashboard", "url": f"/d/{uid}",
+                  "includeVars": True, "keepTime": True, "targetBlank": False, "asDropdown": False, "tags": [],
+                  "tooltip": ""}
+                 for uid in DASHBOARD_TITLES if uid != self.uid]
+        links.append({"title": "Runbooks", "type": "link", "icon": "doc", "url": RUNBOOK_BASE, "targetBlank": True,
+                      "includeVars": False, "keepTime": False, "asDropdown": False, "tags": [],
+                      "tooltip": "What each alert means and what to do"})
         return {
             "uid": self.uid, "title": self.title, "description": self.description, "tags": ["claude-otel"],
-            "schemaVersion": 39, "version": 1, "editable": True, "graphTooltip": 1, "refresh": "30s",
-            "time": {"from": "now-3h", "to": "now"}, "timezone": "", "links": links,
-            "templating": {"list": variables}, "annotations": {"list": []}, "panels": self.panels,
+            "schemaVersion": 41, "version": 1, "editable": True, "graphTooltip": 1, "refresh": "1m",
+            "time": {"from": "now-3h", "to": "now"}, "timezone": "browser", "fiscalYearStartMonth": 0,
+            "liveNow": False, "weekStart": "", "links": links,
+            "timepicker": {"refresh_intervals": ["30s", "1m", "5m", "15m"]},
+            "templating": {"list": variables},
+            "annotations": {"list": [{
+                "builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"}, "enable": True,
+                "hide": True, "iconColor": "rgba(0, 211, 255, 1)", "name": "Annotations & Alerts",
+                "type": "dashboard"}]},
+            "panels": self.panels,
         }
 
 
-def _q(quantile: float, metric: str, by: str = "gen_ai_request_model") -> str:
-    return (f"histogram_quantile({quantile}, sum by ({by}, le) "
-            f"(rate({metric}_bucket{{{SEL}}}[$__rate_interval])))")
+TRIAGE = f"""
+**Are Claude calls timing out?** *Timeout ratio* (critical above {t('timeout_ratio'):.0%}) and *Errors by error
+type* below. **Which service and model?** The by-service panels. **How close are the rest?** *Attempts above 80%
+of their timeout*, then [Timeouts and headroom](/d/claude-timeouts): which timeout is closest (read, connect,
+proxy_idle) and why (prefill, non-streamed long generations, stream gaps). **Us or them?** `timeout`,
+`connection_error` and near-timeout attempts are usually ours (timeouts, proxies, prompt size);
+`overloaded_error` / 529 and `rate_limit_error` / 429 are the API's. **What to do:** each alert links its section
+of the [runbooks]({RUNBOOK_BASE}).
+"""
 
 
-def overview() -> dict:
-    d = Dash("claude-overview", "Claude API — overview",
-             "Are Claude calls healthy? Traffic, errors, timeouts, latency, tokens and rate limits per service and "
-             "model, from claude-otel.")
-    count = "gen_ai_client_operation_duration_seconds_count"
+def overview() -> Dash:
+    d = Dash("claude-overview", "Are Claude API calls healthy? Traffic, errors, timeouts, latency, tokens and rate "
+                                "limits per service (job) and model, from claude-otel. Needs the recording rules "
+                                "in grafana/rules loaded in Prometheus.")
+    d.text("Start here", TRIAGE)
+    requests, timeouts = rec("claude:requests:rate5m"), rec("claude:timeouts:rate5m")
+    util = "claude:timeout_utilization_bucket:rate5m"
+    d.panel("Calls per second", "Claude SDK calls per second (all selected services and models). A drop to zero "
+            "while services run means calls hang or the agent stopped reporting (ClaudeTelemetryAbsent).",
+            [Target(f"sum({requests})")], "reqps", kind="stat", width=4, height=4,
+            links=[runbook("ClaudeTelemetryAbsent")])
+    d.panel("Timeout ratio", "Share of calls that ended in 'Request timed out' over 5 minutes. Above "
+            f"{t('timeout_ratio'):.0%} (and well above its 1-day average) pages: ClaudeTimeoutSpike. Open the "
+            "Timeouts and headroom dashboard.",
+            [Target(f"(sum({timeouts}) or vector(0)) / sum({requests})")], "percentunit", kind="stat", width=4,
+            height=4, thresholds=[(t("timeout_ratio"), RED)],
+            links=[runbook("ClaudeTimeoutSpike"), dashboard_link("claude-timeouts")])
+    d.panel("Error ratio", "Share of calls that failed, any error type, over 5 minutes. Above "
+            f"{t('error_ratio'):.0%} for one non-timeout error type warns: ClaudeAPIErrors. See Errors by error type.",
+            [Target(f"(sum({rec('claude:errors:rate5m')}) or vector(0)) / sum({requests})")], "percentunit",
+            kind="stat", width=4, height=4, thresholds=[(t("error_ratio"), RED)], links=[runbook("ClaudeAPIErrors")])
+    d.panel("Attempts above 80% of their timeout", "Share of HTTP attempts that used more than 80% of their "
+            "governing timeout (connect, read or proxy idle). Above "
+            f"{t('near_timeout_80_share'):.0%} warns (ClaudeRequestsNearTimeout): timeouts are next. Raise the "
+            "timeout, stream, or fix the proxy; see the runbook.",
+            [Target(f"(sum({rec(util, LE_INF)}) - sum({rec(util, le_is(0.8))})) / "
+                    f"sum({rec(util, LE_INF)})")], "percentunit", kind="stat", width=4, height=4,
+            thresholds=[(t("near_timeout_80_share"), ORANGE)],
+            links=[runbook("ClaudeRequestsNearTimeout"), dashboard_link("claude-timeouts")])
+    d.panel("Retries per call", "SDK retries per call over 5 minutes. Above "
+            f"{t('retries_per_call'):g} warns (ClaudeRetryStorm): see Retries by reason on the timeouts dashboard.",
+            [Target(f"(sum({rec('claude:retries:rate5m')}) or vector(0)) / sum({requests})")], "short",
+            kind="stat", width=4, height=4, thresholds=[(t("retries_per_call"), ORANGE)],
+            links=[runbook("ClaudeRetryStorm")])
+    d.panel("p99 call duration", "Whole-call p99 (retries, backoff and stream reading included). Orange at 80% "
+            f"and red at 100% of the SDK's default {t('client_timeout_seconds')} s timeout: a non-streamed call "
+            "that long is about to time out.",
+            [Target(f"histogram_quantile(0.99, sum by (le) ({rec('claude:operation_duration_seconds_bucket:rate5m')}))")],
+            "s", kind="stat", width=4, height=4,
+            thresholds=[(0.8 * t("client_timeout_seconds"), ORANGE), (t("client_timeout_seconds"), RED)])
+
     d.row("Traffic and errors")
-    d.panel("Request rate", "Calls per second by model. A drop to zero with errors rising means calls are failing "
-            "before they complete.", [(f"sum by (gen_ai_request_model) (rate({count}{{{SEL}}}[$__rate_interval]))",
-                                       "{{gen_ai_request_model}}")], "reqps", stack=True)
-    d.panel("Error rate by error.type", "Failed calls per second by error type: timeout (client timeout), "
-            "overloaded_error/rate_limit_error (the API), connection_error (network/proxy). See the runbooks.",
-            [(f"sum by (error_type) (rate({count}{{{SEL}, error_type!=\"\"}}[$__rate_interval]))", "{{error_type}}")],
-            "reqps", stack=True)
-    d.panel("Timeout ratio", "Share of calls that ended in a client timeout. Above "
-            f"{t('timeout_ratio'):.0%} pages (ClaudeTimeoutSpike).",
-            [(f"sum by (gen_ai_request_model) (rate({count}{{{SEL}, error_type=\"timeout\"}}[$__rate_interval])) / "
-              f"sum by (gen_ai_request_model) (rate({count}{{{SEL}}}[$__rate_interval]))", "{{gen_ai_request_model}}")],
-            "percentunit", thresholds=[(t("timeout_ratio"), "red")], width=8)
-    d.panel("In-flight calls", "Calls in progress. Growing without traffic growing means calls are hanging — "
-            "check the timeouts dashboard.", [(f"sum by (job) (anthropic_client_active_requests{{{SEL}}})",
-                                                "{{job}}")], "short", width=8)
-    d.panel("Rate limit remaining", "Remaining API rate limit from response headers. Near zero means 429s next.",
-            [('min by (anthropic_ratelimit_kind) (anthropic_ratelimit_remaining{job=~"$job"})',
-              "{{anthropic_ratelimit_kind}}")], "short", width=8)
-    d.row("Latency and tokens")
-    for quantile in (0.5, 0.95, 0.99):
-        d.panel(f"p{int(quantile * 100)} call duration", "Whole-call duration including retries, backoff and "
-                "stream reading, by model. Compare with the applied timeout on the timeouts dashboard.",
-                [(_q(quantile, "gen_ai_client_operation_duration_seconds"), "{{gen_ai_request_model}}")], "s",
-                width=8, exemplars=True)
-    d.panel("Tokens per second", "Input, output and cache tokens per second. A jump in input tokens explains "
-            "longer prefill.", [(f"sum by (gen_ai_token_type) (rate(gen_ai_client_token_usage_sum{{{SEL}}}"
-                                 "[$__rate_interval]))", "{{gen_ai_token_type}}")], "short", width=24, stack=True)
-    return d.model()
+    d.panel("Call rate by service and model", "Calls per second per service (job) and model. A service whose "
+            "line disappears stopped sending telemetry (ClaudeTelemetryAbsent) or stopped calling Claude.",
+            [Target(f"sum by (job, gen_ai_request_model) ({requests})", "{{job}} {{gen_ai_request_model}}")],
+            "reqps", stack=True, links=[runbook("ClaudeTelemetryAbsent")])
+    d.panel("Errors by error type", "Failed calls per second by error.type. timeout = our client timeout "
+            "expired; connection_error = network, DNS or proxy; overloaded_error (529) and rate_limit_error (429) "
+            "= the API pushing back; cancelled = the caller gave up. Warns at "
+            f"{t('error_ratio'):.0%} of calls for one non-timeout type (ClaudeAPIErrors).",
+            [Target(f"sum by (error_type) ({rec('claude:errors:rate5m')})", "{{error_type}}")], "reqps",
+            stack=True, links=[runbook("ClaudeAPIErrors"), runbook("ClaudeTimeoutSpike")])
+    d.panel("Timeout ratio by service and model", "Share of calls ending in a timeout, per service and model. "
+            f"The red line is ClaudeTimeoutSpike's {t('timeout_ratio'):.0%} (it also needs "
+            f"{t('timeout_baseline_factor')}x the 1-day average). Open Timeouts and headroom to see which timeout "
+            "and why.",
+            [Target(f"(sum by (job, gen_ai_request_model) ({timeouts}) or sum by (job, gen_ai_request_model) "
+                    f"({requests}) * 0) / sum by (job, gen_ai_request_model) ({requests})",
+                    "{{job}} {{gen_ai_request_model}}")], "percentunit", width=8,
+            thresholds=[(t("timeout_ratio"), RED)],
+            links=[runbook("ClaudeTimeoutSpike"), dashboard_link("claude-timeouts")])
+    d.panel("In-flight calls", "Calls in progress per service. Growing while the call rate is flat means calls "
+            "hang until their timeout: check Timeouts and headroom.",
+            [Target(f"sum by (job) ({ACTIVE}{sel()})", "{{job}}")], "short", width=8)
+    d.panel("Telemetry dropped by claude-otel", "Spans and metric points the agent could not export, per second. "
+            "Non-zero for "
+            f"{t('dropped_for')} warns (ClaudeTelemetryDropped): the collector is down or slow; these dashboards "
+            "undercount. Claude calls are not affected.",
+            [Target('sum by (job, signal) (rate(claude_otel_exporter_dropped_total{job=~"$job"}[$__rate_interval]))',
+                    "{{job}} {{signal}}")], "short", width=8, thresholds=[(1e-9, ORANGE)],
+            links=[runbook("ClaudeTelemetryDropped")])
+
+    d.row("Latency")
+    for q in (0.5, 0.95, 0.99):
+        d.panel(f"p{int(q * 100)} call duration by model", "Whole-call duration (retries, backoff and stream "
+                "reading included) from the raw histogram; points link to traces (exemplars). Orange/red at 80%/100% "
+                f"of the default {t('client_timeout_seconds')} s timeout: non-streamed calls near it time out.",
+                [Target(raw_q(q, OPS), "{{gen_ai_request_model}}", exemplar=True)], "s", width=8,
+                thresholds=[(0.8 * t("client_timeout_seconds"), ORANGE), (t("client_timeout_seconds"), RED)])
+
+    d.row("Tokens and rate limits")
+    d.panel("Tokens per second by type", "Input, output and cache tokens per second. A jump in input tokens "
+            "explains longer prefill; cache_read rising means prompt caching works.",
+            [Target(f"sum by (gen_ai_token_type) ({rec('claude:tokens:rate5m')})", "{{gen_ai_token_type}}")],
+            "suffix: tokens/s", width=8, stack=True)
+    d.panel("Rate limit remaining", "Remaining requests and tokens in the current rate-limit window, from the "
+            "API's response headers (lowest across the selected services). Near zero: 429s and retries follow.",
+            [Target(f'min by (gen_ai_request_model, anthropic_ratelimit_kind) ({RATELIMIT}'
+                    '{job=~"$job", gen_ai_request_model=~"$model"})',
+                    "{{gen_ai_request_model}} {{anthropic_ratelimit_kind}}")], "short", width=8)
+    d.panel("Rate limit remaining (share of the day's peak)", "Remaining rate limit as a share of the highest "
+            "remaining value in the last day (about the limit). Below "
+            f"{t('ratelimit_remaining_ratio'):.0%} warns (ClaudeRateLimitNearlyExhausted): slow down, spread load or "
+            "ask for a higher tier.",
+            [Target('min by (job, gen_ai_request_model, anthropic_ratelimit_kind) (claude:ratelimit_remaining:ratio'
+                    '{job=~"$job", gen_ai_request_model=~"$model"})',
+                    "{{job}} {{gen_ai_request_model}} {{anthropic_ratelimit_kind}}")], "percentunit", width=8,
+            max_=1, thresholds=[(0, RED), (t("ratelimit_remaining_ratio"), GREEN)],
+            links=[runbook("ClaudeRateLimitNearlyExhausted")])
+    return d
 
 
-def timeouts() -> dict:
-    d = Dash("claude-timeouts", "Claude API — timeouts and headroom",
-             "How close are Claude calls to their timeouts, which timeout, and why: prefill, long non-streamed "
-             "generations, stream gaps against proxy idle timeouts, retries.")
-    util = "anthropic_client_timeout_utilization"
+def timeouts() -> Dash:
+    d = Dash("claude-timeouts", "How close are Claude calls to their timeouts, which timeout (connect, read, proxy "
+                                "idle), and why: prefill on huge prompts, long non-streamed generations, stream gaps "
+                                "against proxy idle timeouts, retries and backoff.")
+    util = "claude:timeout_utilization_bucket:rate5m"
     d.row("Headroom")
-    d.panel("Timeout utilization (heatmap)", "Per attempt: the largest share of its governing timeout it used "
-            "(connect, read, or a declared proxy idle timeout). Mass near 1.0 means timeouts are imminent.",
-            [(f"sum by (le) (rate({util}_bucket{{{SEL}}}[$__rate_interval]))", "{{le}}")], "percentunit",
-            kind="heatmap", exemplars=True)
-    for bound, name in (("0.8", "80%"), ("0.95", "95%")):
-        d.panel(f"Share of attempts above {name} of their timeout", "Attempts that came within "
-                f"{100 - int(float(bound) * 100)}% of timing out. Warning at "
-                f"{t('near_timeout_share'):.0%} (ClaudeRequestsNearTimeout).",
-                [(f"1 - (sum by (gen_ai_request_model) (rate({util}_bucket{{{SEL}, le=\"{bound}\"}}[$__rate_interval]))"
-                  f" / sum by (gen_ai_request_model) (rate({util}_count{{{SEL}}}[$__rate_interval])))",
-                  "{{gen_ai_request_model}}")], "percentunit", width=6,
-                thresholds=[(t("near_timeout_share"), "orange")])
-    d.panel("p99 utilization by governing timeout", "Which timeout is closest: read (SDK read timeout), connect, "
-            "or proxy_idle (CLAUDE_OTEL_PROXY_IDLE_TIMEOUT). 1.0 = timed out.",
-            [(_q(0.99, util, "anthropic_timeout_kind"), "{{anthropic_timeout_kind}}")], "percentunit", width=12,
-            thresholds=[(0.8, "orange"), (1.0, "red")], exemplars=True)
-    d.panel("Timeouts by phase", "Attempts that timed out per second: connect (network/DNS), read (no bytes "
-            "within the read timeout: prefill, non-streamed generation, stalls), write, pool (client saturated).",
-            [(f"sum by (anthropic_timeout_phase) (rate(anthropic_client_timeouts_total{{{SEL}}}[$__rate_interval]))",
-              "{{anthropic_timeout_phase}}")], "reqps", width=12, stack=True)
-    d.row("Where the time goes")
-    d.panel("p99 call duration vs attempt duration", "Call duration includes retries and backoff; a gap between "
-            "the two lines is time lost to retries.",
-            [(_q(0.99, "gen_ai_client_operation_duration_seconds", "job"), "call {{job}}"),
-             (_q(0.99, "anthropic_client_attempt_duration_seconds", "job"), "attempt {{job}}")], "s", width=8,
-            exemplars=True)
-    d.panel("Prefill p95 by model", "Request sent to first token (streams): queueing + prefill. Huge prompts "
-            f"show here first. Warning at {t('prefill_p95_seconds'):g} s.",
-            [(_q(0.95, "anthropic_client_prefill_duration_seconds"), "{{gen_ai_request_model}}")], "s", width=8,
-            thresholds=[(t("prefill_p95_seconds"), "orange")], exemplars=True)
-    d.panel("TTFT p95 by model", "Call start to first token, including retries and backoff. Warning at "
-            f"{t('ttft_p95_seconds'):g} s.", [(_q(0.95, "gen_ai_client_operation_time_to_first_chunk_seconds"),
-                                               "{{gen_ai_request_model}}")], "s", width=8,
-            thresholds=[(t("ttft_p95_seconds"), "orange")], exemplars=True)
-    d.panel("Longest stream gap p99", "The longest silence inside a stream after the first token. A proxy idle "
-            "timeout (nginx proxy_read_timeout) below this kills streams.",
-            [(_q(0.99, "anthropic_client_stream_max_gap_seconds"), "{{gen_ai_request_model}}")], "s", width=8,
-            exemplars=True)
-    d.panel("Retries by reason", "Retries per second by reason: 429 (rate limit), 529 (overloaded), 5xx, timeout, "
-            "connection_error.", [(f"sum by (anthropic_retry_reason) (rate(anthropic_client_retries_total{{{SEL}}}"
-                                   "[$__rate_interval]))", "{{anthropic_retry_reason}}")], "reqps", width=8,
-            stack=True)
-    d.panel("Time lost to backoff", "Seconds per second spent waiting before retries (retry-after honoured). "
-            "0.5 means half a call's worth of waiting every second.",
-            [(f"sum by (gen_ai_request_model) (rate(anthropic_client_retry_backoff_seconds_sum{{{SEL}}}"
-              "[$__rate_interval]))", "{{gen_ai_request_model}}")], "s", width=8)
-    return d.model()
+    d.panel("Timeout utilization per attempt", "Each HTTP attempt's largest share of its governing timeout (1.0 = "
+            "timed out). Mass moving toward the top means timeouts are coming; click a cell's exemplar for a trace.",
+            [Target(f"sum by (le) (rate({UTIL}_bucket{sel()}[$__rate_interval]))", "{{le}}", exemplar=True)],
+            "percentunit", kind="heatmap", width=12, height=9)
+    d.panel("Headroom: p99 timeout utilization by model", "p99 of the largest share of its timeout an attempt used, "
+            "per model and governing timeout (read, connect, proxy_idle). This is the honest headroom: 0.5 = the "
+            "slowest 1% used half their timeout; 1.0 = they time out. Orange at 0.8, red at 0.9.",
+            [Target(f"max by (gen_ai_request_model, {KIND}) ({raw_q(0.99, UTIL, by('gen_ai_request_model', KIND))})",
+                    "{{gen_ai_request_model}} {{anthropic_timeout_kind}}", exemplar=True)], "percentunit",
+            width=12, height=9, max_=1, thresholds=[(0.8, ORANGE), (0.9, RED)],
+            links=[runbook("ClaudeRequestsNearTimeout")])
+    for pct, alert, share in ((80, "ClaudeRequestsNearTimeout", "near_timeout_80_share"),
+                              (90, "ClaudeRequestsVeryNearTimeout", "near_timeout_90_share"),
+                              (95, "ClaudeRequestsVeryNearTimeout", "near_timeout_90_share")):
+        level = f"{alert} warns above {t(share):.0%}." if pct != 95 else (
+            f"No alert of its own; ClaudeRequestsVeryNearTimeout (above 90%) warns at {t(share):.0%}.")
+        d.panel(f"Share of attempts above {pct}% of their timeout", f"Share of attempts per model and timeout kind "
+                f"that came within {100 - pct}% of timing out. {level} proxy_idle: align the proxy's idle timeout; "
+                "read: stream or raise the timeout; connect: check DNS and the network.",
+                [Target(f"(sum by (gen_ai_request_model, {KIND}) ({rec(util, LE_INF)}) - sum by "
+                        f"(gen_ai_request_model, {KIND}) ({rec(util, le_is(pct / 100))})) / on "
+                        f"(gen_ai_request_model) group_left sum by (gen_ai_request_model) ({rec(util, LE_INF)})",
+                        "{{gen_ai_request_model}} {{anthropic_timeout_kind}}")], "percentunit", width=8,
+                thresholds=[(t(share), ORANGE)], links=[runbook(alert)])
+
+    d.row("Timeouts")
+    d.panel("Timed-out attempts by phase", "HTTP attempts that timed out per second: connect (network, DNS, "
+            "proxy), read (no byte within the read timeout: prefill, non-streamed generation, stall), write, pool "
+            "(client connection pool exhausted). Retried attempts count here too.",
+            [Target(f"sum by (anthropic_timeout_phase) ({rec('claude:attempt_timeouts:rate5m')})",
+                    "{{anthropic_timeout_phase}}")], "reqps", width=8, stack=True,
+            links=[runbook("ClaudeTimeoutSpike")])
+    d.panel("Calls that timed out by service and model", "Calls that failed with 'Request timed out' after all "
+            "retries, per second. Compare with Timed-out attempts: the difference was saved by retries.",
+            [Target(f"sum by (job, gen_ai_request_model) ({rec('claude:timeouts:rate5m')})",
+                    "{{job}} {{gen_ai_request_model}}")], "reqps", width=8, links=[runbook("ClaudeTimeoutSpike")])
+    d.panel("p99 attempt duration vs client timeout", "p99 duration of one HTTP attempt per model, against the "
+            "$timeout s client timeout (dashboard variable). A non-streamed attempt must finish within the read "
+            "timeout; a line reaching the timeout line means those calls time out. Streams only need their gaps "
+            "below it.",
+            [Target(raw_q(0.99, ATTEMPTS), "{{gen_ai_request_model}}", exemplar=True),
+             Target("vector($timeout)", "client timeout")], "s", width=8,
+            thresholds=[(0.8 * t("client_timeout_seconds"), ORANGE), (t("client_timeout_seconds"), RED)])
+
+    d.row("Why: prefill, first token, stream gaps")
+    d.panel("Prefill p95 / p99 by model", "Final attempt's request sent to first content token (streams): "
+            "queueing plus prefill; huge prompts show here first. ClaudeSlowPrefill warns when p95 exceeds "
+            f"{t('prefill_p95_seconds'):g} s: shorten prompts or use prompt caching.",
+            [Target(raw_q(0.95, PREFILL), "p95 {{gen_ai_request_model}}", exemplar=True),
+             Target(raw_q(0.99, PREFILL), "p99 {{gen_ai_request_model}}", exemplar=True)], "s", width=8,
+            thresholds=[(t("prefill_p95_seconds"), ORANGE)], links=[runbook("ClaudeSlowPrefill")])
+    d.panel("Time to first token p95 / p99 by model", "Call start to first content token (streams), retries and "
+            "backoff included. Much higher than prefill = time lost to retries. ClaudeSlowFirstToken warns when p95 "
+            f"exceeds {t('ttft_p95_seconds'):g} s.",
+            [Target(raw_q(0.95, TTFT), "p95 {{gen_ai_request_model}}", exemplar=True),
+             Target(raw_q(0.99, TTFT), "p99 {{gen_ai_request_model}}", exemplar=True)], "s", width=8,
+            thresholds=[(t("ttft_p95_seconds"), ORANGE)], links=[runbook("ClaudeSlowFirstToken")])
+    d.panel("Longest stream gap p99 vs proxy idle timeout", "p99 of each stream's longest silence after the first "
+            "token, against the $proxy_idle s proxy idle timeout (dashboard variable). A proxy (nginx "
+            "proxy_read_timeout) cuts streams whose gap reaches it. ClaudeLongStreamGaps warns above "
+            f"{t('stream_gap_p99_seconds'):g} s.",
+            [Target(raw_q(0.99, GAP), "{{gen_ai_request_model}}", exemplar=True),
+             Target("vector($proxy_idle)", "proxy idle timeout")], "s", width=8,
+            thresholds=[(t("stream_gap_p99_seconds"), ORANGE)], links=[runbook("ClaudeLongStreamGaps")])
+
+    d.row("Retries")
+    d.panel("Retries by reason", "SDK retries per second by reason: 429 (rate limit), 529 (overloaded), 5xx, "
+            "timeout, connection_error. 429/529 are the API pushing back; timeout/connection_error are usually "
+            "ours.", [Target(f"sum by (anthropic_retry_reason) ({rec('claude:retries:rate5m')})",
+                             "{{anthropic_retry_reason}}")], "reqps", width=8, stack=True,
+            links=[runbook("ClaudeRetryStorm")])
+    d.panel("Retries per call", "Retries per call per service and model. ClaudeRetryStorm warns above "
+            f"{t('retries_per_call'):g}: each retry adds an attempt and a backoff to the call.",
+            [Target(f"(sum by (job, gen_ai_request_model) ({rec('claude:retries:rate5m')}) or sum by (job, "
+                    f"gen_ai_request_model) ({rec('claude:requests:rate5m')}) * 0) / sum by (job, "
+                    f"gen_ai_request_model) ({rec('claude:requests:rate5m')})", "{{job}} {{gen_ai_request_model}}")],
+            "short", width=8, thresholds=[(t("retries_per_call"), ORANGE)], links=[runbook("ClaudeRetryStorm")])
+    d.panel("Time lost to backoff", "Seconds spent waiting before retries, per second of wall time, by reason "
+            "(retry-after honoured). 2 = on average two calls are sleeping at any moment.",
+            [Target(f"sum by (anthropic_retry_reason) ({rec('claude:retry_backoff_seconds:rate5m')})",
+                    "{{anthropic_retry_reason}}")], "s", width=8, stack=True, links=[runbook("ClaudeRetryStorm")])
+    return d
 
 
-def streaming() -> dict:
-    d = Dash("claude-streaming", "Claude API — streaming latency",
-             "Time to first token, prefill, time per output chunk and stream gaps, by model.")
+def streaming() -> Dash:
+    d = Dash("claude-streaming", "Streamed Claude calls: time to first token, prefill, time per output chunk and "
+                                 "the longest gap between chunks, by model.")
     d.row("First token")
-    for quantile in (0.5, 0.95):
-        d.panel(f"TTFT p{int(quantile * 100)}", "Call start to first content delta, incl. retries and backoff.",
-                [(_q(quantile, "gen_ai_client_operation_time_to_first_chunk_seconds"), "{{gen_ai_request_model}}")],
-                "s", width=6, exemplars=True, thresholds=[(t("ttft_p95_seconds"), "orange")])
-        d.panel(f"Prefill p{int(quantile * 100)}", "Final attempt's request sent to first content delta.",
-                [(_q(quantile, "anthropic_client_prefill_duration_seconds"), "{{gen_ai_request_model}}")], "s",
-                width=6, exemplars=True, thresholds=[(t("prefill_p95_seconds"), "orange")])
+    d.panel("Time to first token by model", "Call start to first content delta, p50/p95/p99, retries and backoff "
+            f"included. ClaudeSlowFirstToken warns when p95 exceeds {t('ttft_p95_seconds'):g} s.",
+            [Target(raw_q(q, TTFT), f"p{int(q * 100)} {{{{gen_ai_request_model}}}}", exemplar=True)
+             for q in (0.5, 0.95, 0.99)], "s", thresholds=[(t("ttft_p95_seconds"), ORANGE)],
+            links=[runbook("ClaudeSlowFirstToken")])
+    d.panel("Prefill by model", "Final attempt's request sent to first content delta, p50/p95/p99: queueing plus "
+            f"prompt processing. ClaudeSlowPrefill warns when p95 exceeds {t('prefill_p95_seconds'):g} s: shorten "
+            "prompts or cache their prefix.",
+            [Target(raw_q(q, PREFILL), f"p{int(q * 100)} {{{{gen_ai_request_model}}}}", exemplar=True)
+             for q in (0.5, 0.95, 0.99)], "s", thresholds=[(t("prefill_p95_seconds"), ORANGE)],
+            links=[runbook("ClaudeSlowPrefill")])
     d.row("Generation")
-    d.panel("Time per output chunk p50 / p95", "Gap between content deltas after the first (opt-in metric: "
-            "CLAUDE_OTEL_CHUNK_METRICS=true). Rising values mean slower generation.",
-            [(_q(0.5, "gen_ai_client_operation_time_per_output_chunk_seconds"), "p50 {{gen_ai_request_model}}"),
-             (_q(0.95, "gen_ai_client_operation_time_per_output_chunk_seconds"), "p95 {{gen_ai_request_model}}")],
-            "s", width=12)
-    d.panel("Longest stream gap p50 / p99", "The longest wait for the next event after the first token, per "
-            "stream. Compare with proxy idle timeouts.",
-            [(_q(0.5, "anthropic_client_stream_max_gap_seconds"), "p50 {{gen_ai_request_model}}"),
-             (_q(0.99, "anthropic_client_stream_max_gap_seconds"), "p99 {{gen_ai_request_model}}")], "s", width=12,
-            exemplars=True)
-    d.panel("Output tokens per streamed call (avg)", "Average output tokens per streamed call by model; long "
-            "outputs belong in streams.", [
-                (f"sum by (gen_ai_request_model) (rate(gen_ai_client_token_usage_sum{{{SEL}, gen_ai_token_type=\"output\"}}"
-                 f"[$__rate_interval])) / sum by (gen_ai_request_model) (rate(gen_ai_client_token_usage_count{{{SEL}, "
-                 "gen_ai_token_type=\"output\"}[$__rate_interval]))", "{{gen_ai_request_model}}")], "short", width=24)
-    return d.model()
+    d.panel("Time per output chunk by model", "Gap between content deltas after the first, p50/p95 (opt-in "
+            "metric; empty unless enabled). Rising values mean slower generation, not a client problem.",
+            [Target(raw_q(q, CHUNK), f"p{int(q * 100)} {{{{gen_ai_request_model}}}}", exemplar=True)
+             for q in (0.5, 0.95)], "s", width=8)
+    d.panel("Longest stream gap by model", "Each stream's longest wait for the next event after the first token, "
+            "p50/p99, against the $proxy_idle s proxy idle timeout. Reaching it cuts streams; ClaudeLongStreamGaps "
+            f"warns when p99 exceeds {t('stream_gap_p99_seconds'):g} s.",
+            [Target(raw_q(q, GAP), f"p{int(q * 100)} {{{{gen_ai_request_model}}}}", exemplar=True)
+             for q in (0.5, 0.99)] + [Target("vector($proxy_idle)", "proxy idle timeout")], "s", width=8,
+            thresholds=[(t("stream_gap_p99_seconds"), ORANGE)], links=[runbook("ClaudeLongStreamGaps")])
+    d.panel("Longest stream gap distribution", "Streams per second by their longest gap. Cells near the proxy "
+            "idle timeout are streams about to be cut; exemplars link to their traces.",
+            [Target(f"sum by (le) (rate({GAP}_bucket{sel()}[$__rate_interval]))", "{{le}}", exemplar=True)],
+            "s", kind="heatmap", width=8)
+    d.row("Streaming share and output size")
+    d.panel("Share of calls streamed by model", "Streamed calls as a share of all calls. Long generations should "
+            "stream: a non-streamed call must deliver its whole answer within the read timeout, and the SDK refuses "
+            "non-streamed calls whose max_tokens implies more than 10 minutes.",
+            [Target("sum by (gen_ai_request_model) (claude:requests:rate5m{job=~\"$job\", "
+                    "gen_ai_request_model=~\"$model\", anthropic_request_stream=\"true\"}) / sum by "
+                    "(gen_ai_request_model) (claude:requests:rate5m{job=~\"$job\", gen_ai_request_model=~\"$model\"})",
+                    "{{gen_ai_request_model}}")], "percentunit", max_=1)
+    d.panel("Output tokens per call by model and mode", "Average output tokens per call, streamed or not. Large "
+            "non-streamed outputs are the ones that run into the read timeout.",
+            [Target(f"sum by (gen_ai_request_model, anthropic_request_stream) (rate({TOKENS}_sum"
+                    f"{sel(OUTPUT)}[$__rate_interval])) / sum by (gen_ai_request_model, "
+                    f"anthropic_request_stream) (rate({TOKENS}_count{sel(OUTPUT)}"
+                    "[$__rate_interval]))", "{{gen_ai_request_model}} stream={{anthropic_request_stream}}")],
+            "suffix: tokens")
+    return d
 
 
-DASHBOARDS = {"claude-overview.json": overview, "claude-timeouts.json": timeouts, "claude-streaming.json": streaming}
-
-
-def outputs() -> Dict[str, str]:
-    """Returns {relative path: file text} for everything this script generates."""
-    header = "# Generated by grafana/build.py from its THRESHOLDS table; edit there, then run it.\n"
-    files = {
-        "rules/claude-otel.rules.yml": header + yaml.safe_dump(
-            {"groups": [{"name": "claude-otel.rules", "interval": "30s", "rules": recording_rules()}]},
-            sort_keys=False, width=1000),
-        "rules/claude-otel.alerts.yml": header + yaml.safe_dump(
-            {"groups": [{"name": "claude-otel.alerts", "rules": alert_rules()}]}, sort_keys=False, width=1000),
-        "provisioning/alerting/claude-otel-alerts.yml": header + yaml.safe_dump(
-            grafana_alerting(), sort_keys=False, width=1000),
-    }
-    for name, build in DASHBOARDS.items():
-        files[f"dashboards/{name}"] = json.dumps(build(), indent=2) + "\n"
-    return files
-
-
-def main() -> int:
-    for path, text in outputs().items():
-        full = os.path.join(HERE, path)
-        os.makedirs(os.path.dirname(full), exist_ok=True)
-        with open(full, "w") as f:
-            f.write(text)
-        print("wrote", os.path.relpath(full))
-    return 0
-
-
+DASHBOARDS: Dict[str, Callable[[], Dash]] = {
+    "claude-overview.json": overview, "claude-timeouts.json": timeouts, "claude-streaming.json": streaming}
 
 
 # -- promtool unit tests -----------------------------------------------------------------------------------------
+# Inputs are derived from THRESHOLDS (fire at about twice the threshold, stay silent at half of it), so the tests
+# keep passing after a threshold is tuned; the expected annotations are rendered here the way Prometheus renders
+# them, so any change of wording or formatting shows up.
 
-def _case(alert: str, series: List[tuple], eval_time: str, value: str = None, labels: dict = None) -> dict:
-    """Returns one promtool test: the series, and the alert expected firing (value given) or silent (None)."""
-    spec = next(a for a in ALERTS if a["alert"] == alert)
+def go_g(v: float) -> str:
+    """Go's %.4g."""
+    text = "%.4g" % v
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        text = f"{mantissa}e{exponent[0]}{int(exponent[1:]):02d}"
+    return text
+
+
+def humanize(v: float) -> str:
+    if v == 0 or math.isnan(v) or math.isinf(v):
+        return go_g(v)
+    if abs(v) >= 1:
+        prefix = ""
+        for p in ("k", "M", "G", "T", "P", "E", "Z", "Y"):
+            if abs(v) < 1000:
+                break
+            prefix, v = p, v / 1000
+        return go_g(v) + prefix
+    prefix = ""
+    for p in ("m", "u", "n", "p", "f", "a", "z", "y"):
+        if abs(v) >= 1:
+            break
+        prefix, v = p, v * 1000
+    return go_g(v) + prefix
+
+
+def humanize_percentage(v: float) -> str:
+    return go_g(v * 100) + "%"
+
+
+def humanize_duration(v: float) -> str:
+    if math.isnan(v) or math.isinf(v):
+        return go_g(v)
+    if v == 0:
+        return "0s"
+    if abs(v) >= 1:
+        sign = "-" if v < 0 else ""
+        v = abs(v)
+        d = int(v)
+        days, hours, minutes, seconds = d // 86400, (d // 3600) % 24, (d // 60) % 60, d % 60
+        if days:
+            return f"{sign}{days}d {hours}h {minutes}m {seconds}s"
+        if hours:
+            return f"{sign}{hours}h {minutes}m {seconds}s"
+        if minutes:
+            return f"{sign}{minutes}m {seconds}s"
+        return f"{sign}{go_g(v)}s"
+    prefix = ""
+    for p in ("m", "u", "n", "p", "f", "a", "z", "y"):
+        if abs(v) >= 1:
+            break
+        prefix, v = p, v * 1000
+    return f"{go_g(v)}{prefix}s"
+
+
+FORMATTERS = {"humanize": humanize, "humanizePercentage": humanize_percentage, "humanizeDuration": humanize_duration}
+
+
+def minutes(window: str) -> int:
+    return int(window[:-1]) * {"m": 1, "h": 60}[window[-1]]
+
+
+TEST_LABELS = {"job": "api", "gen_ai_request_model": "claude-x", "anthropic_request_stream": "false"}
+SERIES_LABELS = ('job="api", instance="api-0:9464", gen_ai_operation_name="chat", gen_ai_provider_name="anthropic", '
+                 'gen_ai_request_model="claude-x", anthropic_request_stream="false", '
+                 'server_address="api.anthropic.com", server_port="443"')
+
+
+def series(metric: str, values: str, extra: str = "") -> dict:
+    return {"series": f"{metric}{{{SERIES_LABELS}{', ' + extra if extra else ''}}}", "values": values}
+
+
+def ramp(per_minute: float, steps: int) -> str:
+    return f"0+{per_minute:g}x{steps}"
+
+
+def histogram_series(metric: str, lo: float, hi: float, per_minute: int, steps: int) -> List[dict]:
+    """Every observation in the bucket (lo, hi]: quantile q interpolates to lo + q * (hi - lo)."""
+    out = []
+    for bound in DURATION_BUCKETS + [math.inf]:
+        le = "+Inf" if bound == math.inf else str(bound)
+        out.append(series(metric + "_bucket", ramp(per_minute if bound >= hi else 0, steps), f'le="{le}"'))
+    out.append(series(metric + "_count", ramp(per_minute, steps)))
+    return out
+
+
+def slow_bucket(threshold: float) -> Tuple[float, float]:
+    """The first duration bucket lying wholly above the threshold."""
+    i = next(i for i, b in enumerate(DURATION_BUCKETS) if b >= threshold)
+    return DURATION_BUCKETS[i], DURATION_BUCKETS[i + 1]
+
+
+def fast_bucket(threshold: float) -> Tuple[float, float]:
+    """The last duration bucket lying wholly below half the threshold."""
+    i = max(i for i, b in enumerate(DURATION_BUCKETS) if b <= threshold / 2)
+    return DURATION_BUCKETS[i - 1], DURATION_BUCKETS[i]
+
+
+def alert_case(alert: Alert, firing: Optional[Tuple[float, Dict[str, str]]], inputs: List[dict],
+               eval_minutes: int) -> dict:
     expected = []
-    if value is not None:
+    if firing is not None:
+        value, labels = firing
+
         def render(text: str) -> str:
-            for token in ("{{ $value | humanizePercentage }}", "{{ $value | humanize }}",
-                          "{{ $value | humanizeDuration }}"):
-                text = text.replace(token, value)
+            if alert.fmt:
+                text = text.replace("{{ $value | %s }}" % alert.fmt, FORMATTERS[alert.fmt](value))
             for key, label in labels.items():
                 text = text.replace("{{ $labels.%s }}" % key, label)
+            assert "{{" not in text, text
             return text
 
-        expected.append({
-            "exp_labels": dict(labels, severity=spec["severity"]),
-            "exp_annotations": {"summary": render(spec["summary"]), "description": render(spec["description"]),
-                                "runbook_url": f"{RUNBOOK_URL}#{spec['anchor']}"},
-        })
-    return {"interval": "1m", "input_series": [{"series": s, "values": v} for s, v in series],
-            "alert_rule_test": [{"eval_time": eval_time, "alertname": alert, "exp_alerts": expected}]}
+        expected.append({"exp_labels": dict(labels, severity=alert.severity),
+                         "exp_annotations": {"summary": render(alert.summary),
+                                             "description": render(alert.description),
+                                             "runbook_url": alert.runbook_url}})
+    return {"name": f"{alert.name} {'fires' if firing else 'stays silent'}", "interval": "1m",
+            "input_series": inputs,
+            "alert_rule_test": [{"eval_time": f"{eval_minutes}m", "alertname": alert.name, "exp_alerts": expected}]}
 
 
-def _hist(metric: str, bucket_values: Dict[str, str], labels: str) -> List[tuple]:
-    return [(f'{metric}_bucket{{{labels},le="{le}"}}', v) for le, v in bucket_values.items()]
+def alert_cases(alert: Alert) -> List[dict]:
+    """One input that must fire the alert and one that must not."""
+    name, th = alert.name, _threshold_value(alert)
+    wait = minutes(alert.for_) + 10
+    steps = wait + 10
+    requests = series(OPS + "_count", ramp(60, steps))
+    cases = []
+    if name in ("ClaudeRequestsNearTimeout", "ClaudeRequestsVeryNearTimeout"):
+        bound = "0.8" if name == "ClaudeRequestsNearTimeout" else "0.9"
+        for share in (min(0.5, 2 * th), th / 2):
+            inputs = [series(ATTEMPTS + "_count", ramp(1000, steps)),
+                      series(UTIL + "_count", ramp(1000, steps), f'{KIND}="read"'),
+                      series(UTIL + "_bucket", ramp(1000, steps), f'{KIND}="read", le="+Inf"'),
+                      series(UTIL + "_bucket", ramp(1000 * (1 - share), steps), f'{KIND}="read", le="{bound}"')]
+            fires = share > th
+            cases.append(alert_case(alert, (share, dict(TEST_LABELS, **{KIND: "read"})) if fires else None,
+                                    inputs, wait))
+    elif name == "ClaudeTimeoutSpike":
+        # fires: no timeouts for an hour, then a burst; silent: the same share of timeouts all along (chronic, not
+        # a spike: ClaudeRequestsNearTimeout covers it). The 1-day baseline averages whatever history there is.
+        day = 60
+        at = day + minutes(alert.for_) + 5
+        total = at + 5
+        ratio = min(0.8, 5 * th)
+        per_minute = 60 * ratio / (1 - ratio)
+        burst = [series(OPS + "_count", ramp(60, total)),
+                 series(OPS + "_count", f"0x{day} {ramp(per_minute, total - day - 1)}", 'error_type="timeout"')]
+        cases.append(alert_case(alert, (ratio, {"job": "api", "gen_ai_request_model": "claude-x"}), burst, at))
+        chronic = min(0.9, 2 * th)
+        steady = [series(OPS + "_count", ramp(60, total)),
+                  series(OPS + "_count", ramp(60 * chronic / (1 - chronic), total), 'error_type="timeout"')]
+        cases.append(alert_case(alert, None, steady, at))
+    elif name == "ClaudeAPIErrors":
+        for ratio in (min(0.5, 2 * th), th / 2):
+            inputs = [requests, series(OPS + "_count", ramp(60 * ratio / (1 - ratio), steps),
+                                       'error_type="overloaded_error"')]
+            labels = {"job": "api", "gen_ai_request_model": "claude-x", "error_type": "overloaded_error"}
+            cases.append(alert_case(alert, (ratio, labels) if ratio > th else None, inputs, wait))
+    elif name == "ClaudeRetryStorm":
+        for per_call in (2 * th, th / 2):
+            inputs = [requests, series(RETRIES, ramp(60 * per_call, steps), 'anthropic_retry_reason="529"')]
+            labels = {"job": "api", "gen_ai_request_model": "claude-x"}
+            cases.append(alert_case(alert, (per_call, labels) if per_call > th else None, inputs, wait))
+    elif name in ("ClaudeSlowFirstToken", "ClaudeSlowPrefill", "ClaudeLongStreamGaps"):
+        metric, q = {"ClaudeSlowFirstToken": (TTFT, 0.95), "ClaudeSlowPrefill": (PREFILL, 0.95),
+                     "ClaudeLongStreamGaps": (GAP, 0.99)}[name]
+        for lo, hi in (slow_bucket(th), fast_bucket(th)):
+            value = lo + q * (hi - lo)
+            inputs = [requests] + histogram_series(metric, lo, hi, 60, steps)
+            labels = {"job": "api", "gen_ai_request_model": "claude-x"}
+            cases.append(alert_case(alert, (value, labels) if value > th else None, inputs, wait))
+    elif name == "ClaudeRateLimitNearlyExhausted":
+        peak = 400000
+        for share in (th / 2, min(1.0, 3 * th)):
+            inputs = [series(RATELIMIT, f"{peak}x60 {peak * share:g}x{wait}", 'anthropic_ratelimit_kind="tokens"')]
+            labels = {"job": "api", "gen_ai_request_model": "claude-x", "anthropic_ratelimit_kind": "tokens"}
+            cases.append(alert_case(alert, (share, labels) if share < th else None, inputs, 60 + wait))
+    elif name == "ClaudeTelemetryAbsent":
+        at = 60 + 5 + wait
+        cases.append(alert_case(alert, (1.0, {"job": "api"}), [series(OPS + "_count", f"1+1x60 _x{at - 55}")], at))
+        cases.append(alert_case(alert, None, [series(OPS + "_count", f"1+1x{at + 5}")], at))
+    elif name == "ClaudeTelemetryDropped":
+        labels = {"job": "api", "signal": "traces"}
+        cases.append(alert_case(alert, (0.1, labels), [
+            {"series": 'claude_otel_exporter_dropped_total{job="api", instance="api-0:9464", signal="traces"}',
+             "values": ramp(6, steps)}], wait))
+        cases.append(alert_case(alert, None, [
+            {"series": 'claude_otel_exporter_dropped_total{job="api", instance="api-0:9464", signal="traces"}',
+             "values": f"5x{steps}"}], wait))
+    else:
+        raise AssertionError(f"no unit test inputs for {name}: add them to alert_cases()")
+    return cases
 
 
-API = 'job="api",gen_ai_request_model="claude-x"'
-WHO = {"job": "api", "gen_ai_request_model": "claude-x"}
+def recording_rule_tests() -> dict:
+    """Exact values of the recording rules on one known input (what the dashboards and alerts read)."""
+    labels_b = '{anthropic_request_stream="false", gen_ai_request_model="claude-x", job="api"}'
+    labels_jm = '{gen_ai_request_model="claude-x", job="api"}'
+    util = [series(UTIL + "_bucket", ramp(n, 30), f'{KIND}="read", le="{le}"')
+            for le, n in (("0.8", 480), ("0.9", 720), ("0.95", 780), ("+Inf", 960))]
+    # per-minute counts chosen so every expected value is exact in binary floating point
+    inputs = [series(OPS + "_count", ramp(90, 30)),
+              series(OPS + "_count", ramp(30, 30), 'error_type="timeout"'),
+              series(ATTEMPTS + "_count", ramp(120, 30)),
+              series(RETRIES, ramp(30, 30), 'anthropic_retry_reason="429"'),
+              series(RATELIMIT, "1000x10 250x20", 'anthropic_ratelimit_kind="requests"'),
+              ] + util + histogram_series(TTFT, 1.28, 2.56, 100, 30)
+
+    def expect(expr: str, value: float, labels: str) -> dict:
+        return {"expr": expr, "eval_time": "20m",
+                "exp_samples": [{"labels": (expr + labels) if ":" in expr and "{" not in expr else labels,
+                                 "value": value}]}
+
+    with_kind = labels_b[:-1] + f', {KIND}="read"}}'
+    return {
+        "name": "recording rules",
+        "interval": "1m",
+        "input_series": inputs,
+        "promql_expr_test": [
+            expect("claude:requests:rate5m", 2.0, labels_b),
+            expect("claude:timeouts:rate5m", 0.5, labels_b),
+            expect("claude:attempts:rate5m", 2.0, labels_b),
+            expect("claude:timeout_ratio:rate5m", 0.25, labels_jm),
+            expect("claude:timeout_ratio:rate1d", 0.25, labels_jm),
+            expect("claude:retries_per_request:ratio_rate5m", 0.25, labels_jm),
+            expect("claude:timeout_utilization_over_80:ratio_rate5m", 0.5, with_kind),
+            expect("claude:timeout_utilization_over_90:ratio_rate5m", 0.25, with_kind),
+            expect("claude:timeout_utilization_over_95:ratio_rate5m", 0.1875, with_kind),
+            expect("claude:time_to_first_chunk_seconds:p95_5m", 1.28 + 0.95 * 1.28, labels_jm),
+            expect("claude:ratelimit_remaining:ratio", 0.25,
+                   '{anthropic_ratelimit_kind="requests", gen_ai_request_model="claude-x", job="api"}'),
+        ],
+    }
 
 
 def unit_tests() -> dict:
-    util = "anthropic_client_timeout_utilization"
-    count = "gen_ai_client_operation_duration_seconds_count"
-    slow = {"10.24": "0x30", "20.48": "0x30", "40.96": "0+60x30", "+Inf": "0+60x30"}
-    fast = {"10.24": "0+60x30", "20.48": "0+60x30", "40.96": "0+60x30", "+Inf": "0+60x30"}
-    tests = [
-        _case("ClaudeRequestsNearTimeout", [(f'{util}_bucket{{{API},le="0.8"}}', "0+80x30"),
-                                            (f"{util}_count{{{API}}}", "0+100x30")], "25m", "20%", WHO),
-        _case("ClaudeRequestsNearTimeout", [(f'{util}_bucket{{{API},le="0.8"}}', "0+99x30"),
-                                            (f"{util}_count{{{API}}}", "0+100x30")], "25m"),
-        _case("ClaudeTimeoutSpike", [(f"{count}{{{API}}}", "0+60x1500"),
-                                     (f'{count}{{{API},error_type="timeout"}}', "0x1440 0+30x60")],
-              "1450m", "33.33%", WHO),
-        _case("ClaudeTimeoutSpike", [(f"{count}{{{API}}}", "0+54x1500"),
-                                     (f'{count}{{{API},error_type="timeout"}}', "0+6x1500")], "1450m"),
-        _case("ClaudeRetryStorm", [(f"{count}{{{API}}}", "0+60x30"),
-                                   (f'anthropic_client_retries_total{{{API},anthropic_retry_reason="529"}}',
-                                    "0+60x30")], "25m", "1", WHO),
-        _case("ClaudeRetryStorm", [(f"{count}{{{API}}}", "0+60x30"),
-                                   (f'anthropic_client_retries_total{{{API},anthropic_retry_reason="529"}}',
-                                    "0+6x30")], "25m"),
-        _case("ClaudeSlowFirstToken", _hist("gen_ai_client_operation_time_to_first_chunk_seconds", slow, API),
-              "25m", "39.94s", WHO),
-        _case("ClaudeSlowFirstToken", _hist("gen_ai_client_operation_time_to_first_chunk_seconds", fast, API), "25m"),
-        _case("ClaudeSlowPrefill", _hist("anthropic_client_prefill_duration_seconds", slow, API),
-              "25m", "39.94s", WHO),
-        _case("ClaudeSlowPrefill", _hist("anthropic_client_prefill_duration_seconds", fast, API), "25m"),
-        _case("ClaudeRateLimitNearlyExhausted",
-              [(f'anthropic_ratelimit_remaining{{{API},anthropic_ratelimit_kind="requests"}}', "1000x60 50x30")],
-              "80m", "5%", {"job": "api", "anthropic_ratelimit_kind": "requests"}),
-        _case("ClaudeRateLimitNearlyExhausted",
-              [(f'anthropic_ratelimit_remaining{{{API},anthropic_ratelimit_kind="requests"}}', "1000x60 500x30")],
-              "80m"),
-        _case("ClaudeTelemetryAbsent", [(f"{count}{{{API}}}", "1+1x60 _x60")], "110m", "", {"job": "api"}),
-        _case("ClaudeTelemetryAbsent", [(f"{count}{{{API}}}", "1+1x120")], "110m"),
-        _case("ClaudeTelemetryDropped",
-              [('claude_otel_exporter_dropped_total{job="api",signal="traces"}', "0+10x40")], "30m", "166.7m",
-              {"job": "api", "signal": "traces"}),
-        _case("ClaudeTelemetryDropped",
-              [('claude_otel_exporter_dropped_total{job="api",signal="traces"}', "5x40")], "30m"),
-    ]
-    recorded = {
-        "interval": "1m",
-        "input_series": [{"series": f"{count}{{{API}}}", "values": "0+90x30"},
-                         {"series": f'{count}{{{API},error_type="timeout"}}', "values": "0+10x30"},
-                         {"series": f'{util}_bucket{{{API},le="0.8"}}', "values": "0+50x30"},
-                         {"series": f'{util}_bucket{{{API},le="0.95"}}', "values": "0+75x30"},
-                         {"series": f"{util}_count{{{API}}}", "values": "0+100x30"}],
-        "promql_expr_test": [
-            {"expr": "claude:requests:rate5m", "eval_time": "20m",
-             "exp_samples": [{"labels": f"claude:requests:rate5m{{{API}}}", "value": 100 / 60}]},
-            {"expr": "claude:timeout_ratio:rate5m", "eval_time": "20m",
-             "exp_samples": [{"labels": f"claude:timeout_ratio:rate5m{{{API}}}", "value": 0.1}]},
-            {"expr": "claude:timeout_utilization_over_80:ratio_rate5m", "eval_time": "20m",
-             "exp_samples": [{"labels": f"claude:timeout_utilization_over_80:ratio_rate5m{{{API}}}", "value": 0.5}]},
-            {"expr": "claude:timeout_utilization_over_95:ratio_rate5m", "eval_time": "20m",
-             "exp_samples": [{"labels": f"claude:timeout_utilization_over_95:ratio_rate5m{{{API}}}", "value": 0.25}]},
-        ],
-    }
+    tests = [case for alert in alerts() for case in alert_cases(alert)]
     return {"rule_files": ["../rules/claude-otel.rules.yml", "../rules/claude-otel.alerts.yml"],
-            "evaluation_interval": "1m", "tests": tests + [recorded]}
+            "evaluation_interval": "1m", "tests": [recording_rule_tests()] + tests}
 
 
-_outputs = outputs
+# -- output ------------------------------------------------------------------------------------------------------
+
+HEADER = "# Generated by grafana/build.py (thresholds: its THRESHOLDS table). Edit there, then run it.\n"
 
 
-def outputs() -> Dict[str, str]:  # noqa: F811 - extends the first definition with the unit tests
-    files = _outputs()
-    files["tests/claude-otel.test.yml"] = (
-        "# Generated by grafana/build.py: inputs and expected values are written there, per alert.\n"
-        + yaml.safe_dump(unit_tests(), sort_keys=False, width=1000))
+def dump_yaml(data: dict) -> str:
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def text(dumper, value):
+        style = "|" if "\n" in value else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    Dumper.add_representer(str, text)
+    return yaml.dump(data, Dumper=Dumper, sort_keys=False, width=120, allow_unicode=True)
+
+
+def panel_ids(models: Dict[str, dict]) -> Dict[Tuple[str, str], int]:
+    return {(m["uid"], p["title"]): p["id"] for m in models.values() for p in m["panels"]}
+
+
+def outputs() -> Dict[str, str]:
+    """Returns {path relative to grafana/: text} for everything this script generates."""
+    models = {name: build().model() for name, build in DASHBOARDS.items()}
+    files = {
+        "rules/claude-otel.rules.yml": HEADER + dump_yaml({"groups": recording_groups()}),
+        "rules/claude-otel.alerts.yml": HEADER + dump_yaml(
+            {"groups": [{"name": "claude-otel.alerts", "rules": alert_rules()}]}),
+        "provisioning/alerting/claude-otel-alerts.yml": HEADER + dump_yaml(grafana_alerting(panel_ids(models))),
+        "tests/claude-otel.test.yml": HEADER + dump_yaml(unit_tests()),
+    }
+    for name, model in models.items():
+        files[f"dashboards/{name}"] = json.dumps(model, indent=2, ensure_ascii=False) + "\n"
     return files
 
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def main(argv: Sequence[str]) -> int:
+    stale = []
+    for path, text in outputs().items():
+        full = os.path.join(HERE, path)
+        current = open(full).read() if os.path.exists(full) else None
+        if current == text:
+            continue
+        stale.append(path)
+        if "--check" not in argv:
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+            with open(full, "w") as f:
+                f.write(text)
+            print("wrote grafana/" + path)
+    if "--check" in argv and stale:
+        print("out of date (run python grafana/build.py):", *stale, sep="\n  ")
+        return 1
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,372 @@
+"""A real Prometheus (Debian's 2.x package) for tests, fed either by backfilling OpenMetrics text or by scraping.
+
+Backfill mode: any exposition text with timestamps (or several untimestamped scrapes joined with
+`scrapes_to_openmetrics`) becomes TSDB blocks through `promtool tsdb create-blocks-from openmetrics`; Prometheus
+starts on them, and recording rules are backfilled over the same time range with
+`promtool tsdb create-blocks-from rules`, one dependency level at a time (a rule reading another recorded series
+needs that series on disk first). Queries then run at any timestamp inside the data, independent of the clock.
+
+Scrape mode: Prometheus scrapes 127.0.0.1 targets with rule files loaded and evaluated live.
+
+    with PrometheusServer.from_openmetrics(text, rule_files=[...]) as prom:
+        prom.query("claude:requests:rate5m", at=prom.data_end)
+
+    with PrometheusServer(scrape_targets=["127.0.0.1:9464"], rule_files=[...]) as prom:
+        prom.wait_for("up", lambda v: v == 1)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import yaml
+
+
+class PrometheusUnavailable(RuntimeError):
+    """prometheus or promtool is not installed."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise PrometheusUnavailable(f"{name} is not installed (Debian: apt-get install prometheus)")
+    return path
+
+
+# -- exposition text ---------------------------------------------------------------------------------------------
+
+_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)(?:\s+(\S+))?\s*(?:#.*)?$')
+
+
+def scrapes_to_openmetrics(scrapes: Iterable[Tuple[float, str]]) -> str:
+    """Joins several scrapes (unix time in seconds, exposition text in the Prometheus text format or OpenMetrics)
+    into one OpenMetrics document with timestamps, for `promtool tsdb create-blocks-from openmetrics`.
+
+    Samples are grouped by metric family (OpenMetrics wants each family in one block) and kept in time order;
+    exemplars, `_created` series and timestamps inside the scrapes are dropped (each scrape gets its own time)."""
+    families: Dict[str, dict] = {}
+    order: List[str] = []
+
+    def family(name: str) -> dict:
+        if name not in families:
+            families[name] = {"type": "unknown", "help": None, "unit": None, "samples": []}
+            order.append(name)
+        return families[name]
+
+    for when, text in scrapes:
+        current = None
+        types: Dict[str, str] = {}
+        for line in text.splitlines():
+            line = line.strip()
+            if not line or line == "# EOF":
+                continue
+            if line.startswith("#"):
+                parts = line.split(None, 3)
+                if len(parts) >= 3 and parts[1] in ("TYPE", "HELP", "UNIT"):
+                    f = family(parts[2])
+                    value = parts[3] if len(parts) > 3 else ""
+                    if parts[1] == "TYPE":
+                        types[parts[2]] = value
+                        f["type"] = value
+                    elif parts[1] == "HELP":
+                        f["help"] = value
+                    else:
+                        f["unit"] = value
+                    current = parts[2]
+                continue
+            match = _SAMPLE.match(line)
+            if not match:
+                raise ValueError(f"not an exposition sample: {line!r}")
+            name, labels, value = match.group(1), match.group(2) or "", match.group(3)
+            if name.endswith("_created"):
+                continue
+            owner = _family_of(name, current, types)
+            family(owner)["samples"].append((name, labels, value, when))
+    lines = []
+    for name in order:
+        f = families[name]
+        if not f["samples"]:
+            continue
+        kind = f["type"]
+        if kind == "untyped":
+            kind = "unknown"
+        if kind == "counter" and not any(s[0].endswith("_total") for s in f["samples"]):
+            kind = "unknown"  # a Prometheus-text counter without the _total suffix
+        lines.append(f"# TYPE {name} {kind}")
+        if f["unit"] and name.endswith("_" + f["unit"]):
+            lines.append(f"# UNIT {name} {f['unit']}")
+        if f["help"]:
+            lines.append(f"# HELP {name} {f['help']}")
+        # one series' samples must be in time order: sort by series, then time
+        series: Dict[Tuple[str, str], List[Tuple[str, float]]] = {}
+        for sample_name, labels, value, when in f["samples"]:
+            series.setdefault((sample_name, labels), []).append((value, when))
+        for (sample_name, labels), points in series.items():
+            for value, when in sorted(points, key=lambda p: p[1]):
+                lines.append(f"{sample_name}{labels} {value} {when:.3f}")
+    lines.append("# EOF")
+    return "\n".join(lines) + "\n"
+
+
+def _family_of(sample: str, current: Optional[str], types: Dict[str, str]) -> str:
+    """The metric family a sample belongs to: the one of the last # TYPE line when the name fits it."""
+    if current and (sample == current or sample.startswith(current + "_")):
+        return current
+    for suffix in ("_total", "_bucket", "_count", "_sum", "_gcount", "_gsum", "_info"):
+        if sample.endswith(suffix) and sample[: -len(suffix)] in types:
+            return sample[: -len(suffix)]
+    return sample
+
+
+def openmetrics_time_range(text: str) -> Tuple[float, float]:
+    """(first, last) sample timestamp of an OpenMetrics document with timestamps, in seconds."""
+    first, last = math.inf, -math.inf
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        match = _SAMPLE.match(line)
+        if match and match.group(4):
+            when = float(match.group(4))
+            first, last = min(first, when), max(last, when)
+    if first == math.inf:
+        raise ValueError("no timestamped samples: use scrapes_to_openmetrics to give each scrape a time")
+    return first, last
+
+
+# -- rule files --------------------------------------------------------------------------------------------------
+
+def recording_rule_levels(rule_files: Sequence[str]) -> List[List[dict]]:
+    """The recording rules of the files, split so each level only reads raw series and lower levels."""
+    rules = [r for path in rule_files for g in yaml.safe_load(open(path))["groups"] for r in g["rules"]
+             if "record" in r]
+    names = {r["record"] for r in rules}
+    level: Dict[str, int] = {}
+
+    def depth(rule: dict, seen: Tuple[str, ...] = ()) -> int:
+        name = rule["record"]
+        if name in level:
+            return level[name]
+        if name in seen:
+            raise ValueError(f"recording rules loop through {name}")
+        used = {n for n in names if re.search(r"(?<![\w:])" + re.escape(n) + r"(?![\w:])", rule["expr"])} - {name}
+        result = 1 + max((depth(next(r for r in rules if r["record"] == n), seen + (name,)) for n in used),
+                         default=0)
+        level[name] = result
+        return result
+
+    levels: Dict[int, List[dict]] = {}
+    for rule in rules:
+        levels.setdefault(depth(rule), []).append(rule)
+    return [levels[k] for k in sorted(levels)]
+
+
+# -- the server --------------------------------------------------------------------------------------------------
+
+class PrometheusServer:
+    """Runs prometheus in a temporary directory on a free 127.0.0.1 port; stop() (or `with`) cleans up."""
+
+    def __init__(self, scrape_targets: Sequence[str] = (), rule_files: Sequence[str] = (),
+                 scrape_interval: str = "1s", evaluation_interval: str = "1s", job: str = "claude-otel-test",
+                 storage: Optional[str] = None) -> None:
+        self.binary = tool("prometheus")
+        self.dir = tempfile.mkdtemp(prefix="prom-harness-")
+        self.storage = storage or os.path.join(self.dir, "data")
+        os.makedirs(self.storage, exist_ok=True)
+        self.config = os.path.join(self.dir, "prometheus.yml")
+        config = {"global": {"scrape_interval": scrape_interval, "evaluation_interval": evaluation_interval},
+                  "rule_files": [os.path.abspath(p) for p in rule_files],
+                  "scrape_configs": ([{"job_name": job, "static_configs": [{"targets": list(scrape_targets)}]}]
+                                     if scrape_targets else [])}
+        with open(self.config, "w") as f:
+            json.dump(config, f)  # JSON is YAML
+        self.proc: Optional[subprocess.Popen] = None
+        self.data_start: Optional[float] = None
+        self.data_end: Optional[float] = None
+        self.start()
+
+    # lifecycle
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = os.path.join(self.dir, "prometheus.log")
+        log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(
+            [self.binary, f"--config.file={self.config}", f"--storage.tsdb.path={self.storage}",
+             f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=100y",
+             "--enable-feature=exemplar-storage", "--web.enable-lifecycle", "--log.level=warn"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("prometheus exited:\n" + self.log()[-3000:])
+            try:
+                with urllib.request.urlopen(self.url + "/-/ready", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("prometheus did not become ready:\n" + self.log()[-3000:])
+
+    def _terminate(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self.proc = None
+
+    def restart(self) -> None:
+        self._terminate()
+        self.start()
+
+    def stop(self) -> None:
+        self._terminate()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> "PrometheusServer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def log(self) -> str:
+        try:
+            with open(self.log_path) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    # backfilling
+
+    @classmethod
+    def from_openmetrics(cls, text: str, rule_files: Sequence[str] = (), rule_interval: str = "60s",
+                         ) -> "PrometheusServer":
+        """A server holding `text` (OpenMetrics with timestamps in seconds, ending in # EOF) and, over the same
+        time range, the recording rules of `rule_files` evaluated every `rule_interval`."""
+        if not text.rstrip().endswith("# EOF"):
+            raise ValueError("OpenMetrics text must end with '# EOF'")
+        start, end = openmetrics_time_range(text)
+        server = cls()
+        try:
+            server.backfill_openmetrics(text)
+            server.data_start, server.data_end = start, end
+            if rule_files:
+                server.backfill_rules(rule_files, start, end, rule_interval)
+        except BaseException:
+            server.stop()
+            raise
+        return server
+
+    def _import_blocks(self, produce: Callable[[str], None]) -> None:
+        """Runs `produce(output_dir)`, then moves the blocks it wrote into the storage and restarts."""
+        out = tempfile.mkdtemp(prefix="blocks-", dir=self.dir)
+        produce(out)
+        self._terminate()
+        for block in os.listdir(out):
+            shutil.move(os.path.join(out, block), os.path.join(self.storage, block))
+        shutil.rmtree(out, ignore_errors=True)
+        self.start()
+
+    def backfill_openmetrics(self, text: str) -> None:
+        path = os.path.join(self.dir, "input.om")
+        with open(path, "w") as f:
+            f.write(text)
+
+        def produce(out: str) -> None:
+            _run([tool("promtool"), "tsdb", "create-blocks-from", "openmetrics", path, out])
+
+        self._import_blocks(produce)
+
+    def backfill_rules(self, rule_files: Sequence[str], start: float, end: float, interval: str = "60s") -> None:
+        """Evaluates the recording rules of `rule_files` over [start, end] (unix seconds) into blocks, level by
+        level. Alerting rules are left out: query their expressions with query()."""
+        step = _seconds(interval)
+        start = math.ceil(start / step) * step
+        end = math.floor(end / step) * step
+        for n, rules in enumerate(recording_rule_levels(rule_files)):
+            path = os.path.join(self.dir, f"rules-level-{n + 1}.yml")
+            with open(path, "w") as f:
+                yaml.safe_dump({"groups": [{"name": f"level-{n + 1}", "interval": interval, "rules": rules}]}, f)
+
+            def produce(out: str, path: str = path) -> None:
+                _run([tool("promtool"), "tsdb", "create-blocks-from", "rules", f"--url={self.url}",
+                      f"--start={int(start)}", f"--end={int(end)}", f"--eval-interval={interval}",
+                      f"--output-dir={out}", path])
+
+            self._import_blocks(produce)
+        self.rules_end = end
+
+    # queries
+
+    def api(self, path: str, **params) -> dict:
+        url = f"{self.url}/api/v1/{path}?{urllib.parse.urlencode(params)}"
+        try:
+            with urllib.request.urlopen(url, timeout=30) as r:
+                body = json.load(r)
+        except urllib.error.HTTPError as e:
+            raise AssertionError(f"{path} {params}: HTTP {e.code}: {e.read().decode(errors='replace')}") from e
+        if body.get("status") != "success":
+            raise AssertionError(f"{path} {params}: {body}")
+        return body["data"]
+
+    def query(self, promql: str, at: Optional[float] = None) -> list:
+        """Instant query; returns the result list (vector samples, or [time, value] for a scalar)."""
+        params = {"query": promql}
+        if at is not None:
+            params["time"] = f"{at:.3f}"
+        data = self.api("query", **params)
+        return data["result"] if data["resultType"] in ("vector", "matrix") else [data["result"]]
+
+    def query_range(self, promql: str, start: float, end: float, step: float = 60) -> list:
+        return self.api("query_range", query=promql, start=f"{start:.3f}", end=f"{end:.3f}", step=f"{step:g}")["result"]
+
+    def values(self, promql: str, at: Optional[float] = None, key: Sequence[str] = ()) -> Dict[tuple, float]:
+        """{tuple of the `key` labels' values: value} of an instant query."""
+        return {tuple(r["metric"].get(k, "") for k in key): float(r["value"][1]) for r in self.query(promql, at)}
+
+    def value(self, promql: str, at: Optional[float] = None) -> Optional[float]:
+        result = self.query(promql, at)
+        return float(result[0]["value"][1]) if result else None
+
+    def wait_for(self, promql: str, predicate: Callable[[float], bool], timeout: float = 30.0) -> Optional[float]:
+        deadline = time.monotonic() + timeout
+        value = None
+        while time.monotonic() < deadline:
+            value = self.value(promql)
+            if value is not None and predicate(value):
+                return value
+            time.sleep(0.5)
+        return value
+
+
+def _seconds(duration: str) -> int:
+    return int(duration[:-1]) * {"s": 1, "m": 60, "h": 3600}[duration[-1]]
+
+
+def _run(argv: List[str]) -> None:
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
