@@ -54,21 +54,29 @@ def tool(name: str) -> str:
 
 # -- exposition text ---------------------------------------------------------------------------------------------
 
-_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)(?:\s+(\S+))?\s*(?:#.*)?$')
+# name, {labels} (quoted values may hold braces and escaped quotes), value, optional timestamp, optional exemplar
+_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[^}"]|"(?:[^"\\]|\\.)*")*\})?\s+(\S+)(?:\s+([^#\s]\S*))?'
+                     r'\s*(?:#.*)?$')
 
 
-def scrapes_to_openmetrics(scrapes: Iterable[Tuple[float, str]]) -> str:
+def scrapes_to_openmetrics(scrapes: Iterable[Tuple[float, str]], target_labels: Optional[Dict[str, str]] = None,
+                           ) -> str:
     """Joins several scrapes (unix time in seconds, exposition text in the Prometheus text format or OpenMetrics)
     into one OpenMetrics document with timestamps, for `promtool tsdb create-blocks-from openmetrics`.
 
-    Samples are grouped by metric family (OpenMetrics wants each family in one block) and kept in time order;
-    exemplars, `_created` series and timestamps inside the scrapes are dropped (each scrape gets its own time)."""
+    Samples are grouped by metric family (OpenMetrics wants each family in one block) and each series is kept in
+    time order; exemplars, `_created` series and timestamps inside the scrapes are dropped (each scrape gets its
+    own time). Scrapes may mix formats: a counter family `x_total` (text format) and `x` (OpenMetrics) merge.
+    `target_labels` (e.g. {"job": "api", "instance": "api-0:9464"}) are added to every series that lacks them,
+    as a scrape would: the dashboards and rules group by `job`."""
     families: Dict[str, dict] = {}
     order: List[str] = []
+    series_family: Dict[Tuple[str, str], str] = {}
+    points: Dict[Tuple[str, str], List[Tuple[float, str]]] = {}
 
     def family(name: str) -> dict:
         if name not in families:
-            families[name] = {"type": "unknown", "help": None, "unit": None, "samples": []}
+            families[name] = {"type": "unknown", "help": None, "unit": None, "series": []}
             order.append(name)
         return families[name]
 
@@ -82,16 +90,20 @@ def scrapes_to_openmetrics(scrapes: Iterable[Tuple[float, str]]) -> str:
             if line.startswith("#"):
                 parts = line.split(None, 3)
                 if len(parts) >= 3 and parts[1] in ("TYPE", "HELP", "UNIT"):
-                    f = family(parts[2])
+                    name = parts[2]
                     value = parts[3] if len(parts) > 3 else ""
+                    if parts[1] == "TYPE" and value == "counter" and name.endswith("_total"):
+                        name = name[:-len("_total")]
                     if parts[1] == "TYPE":
-                        types[parts[2]] = value
-                        f["type"] = value
+                        types[name] = value
+                    f = family(name)
+                    if parts[1] == "TYPE":
+                        f["type"] = "unknown" if value == "untyped" else value
                     elif parts[1] == "HELP":
                         f["help"] = value
                     else:
                         f["unit"] = value
-                    current = parts[2]
+                    current = name
                 continue
             match = _SAMPLE.match(line)
             if not match:
@@ -99,32 +111,41 @@ def scrapes_to_openmetrics(scrapes: Iterable[Tuple[float, str]]) -> str:
             name, labels, value = match.group(1), match.group(2) or "", match.group(3)
             if name.endswith("_created"):
                 continue
-            owner = _family_of(name, current, types)
-            family(owner)["samples"].append((name, labels, value, when))
+            if target_labels:
+                labels = _with_labels(labels, target_labels)
+            key = (name, labels)
+            if key not in series_family:
+                owner = _family_of(name, current, types)
+                series_family[key] = owner
+                family(owner)["series"].append(key)
+            points.setdefault(key, []).append((when, value))
     lines = []
     for name in order:
         f = families[name]
-        if not f["samples"]:
+        if not f["series"]:
             continue
         kind = f["type"]
-        if kind == "untyped":
-            kind = "unknown"
-        if kind == "counter" and not any(s[0].endswith("_total") for s in f["samples"]):
+        if kind == "counter" and not all(key[0] == name + "_total" for key in f["series"]):
             kind = "unknown"  # a Prometheus-text counter without the _total suffix
         lines.append(f"# TYPE {name} {kind}")
         if f["unit"] and name.endswith("_" + f["unit"]):
             lines.append(f"# UNIT {name} {f['unit']}")
         if f["help"]:
             lines.append(f"# HELP {name} {f['help']}")
-        # one series' samples must be in time order: sort by series, then time
-        series: Dict[Tuple[str, str], List[Tuple[str, float]]] = {}
-        for sample_name, labels, value, when in f["samples"]:
-            series.setdefault((sample_name, labels), []).append((value, when))
-        for (sample_name, labels), points in series.items():
-            for value, when in sorted(points, key=lambda p: p[1]):
-                lines.append(f"{sample_name}{labels} {value} {when:.3f}")
+        for sample_name, labels in f["series"]:
+            last = None
+            for when, value in sorted(points[(sample_name, labels)], key=lambda p: p[0]):
+                if when != last:  # one sample per series and time
+                    lines.append(f"{sample_name}{labels} {value} {when:.3f}")
+                last = when
     lines.append("# EOF")
     return "\n".join(lines) + "\n"
+
+
+def _with_labels(labels: str, extra: Dict[str, str]) -> str:
+    inner = labels[1:-1].strip().rstrip(",") if labels else ""
+    added = [f'{k}="{v}"' for k, v in extra.items() if not re.search(r'(^|[{,\s])' + k + r'\s*=', inner)]
+    return "{" + ",".join(added + ([inner] if inner else [])) + "}"
 
 
 def _family_of(sample: str, current: Optional[str], types: Dict[str, str]) -> str:
