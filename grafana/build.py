@@ -543,7 +543,8 @@ class Dash:
                                   "spanNulls": False, "axisSoftMin": 0,
                                   "stacking": {"mode": "normal" if stack else "none", "group": "A"},
                                   "thresholdsStyle": {"mode": "dashed" if thresholds else "off"}}
-            panel["options"] = {"legend": {"displayMode": "table", "placement": "right", "showLegend": True,
+            panel["options"] = {"legend": {"displayMode": "table", "placement": "right" if width >= 12 else "bottom",
+                                           "showLegend": True,
                                            "calcs": ["lastNotNull", "max"]},
                                 "tooltip": {"mode": "multi", "sort": "desc"}}
         elif kind == "stat":

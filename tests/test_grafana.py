@@ -258,6 +258,21 @@ def test_runbooks_name_real_panels_and_link_real_sections():
         assert panel in titles[dashboards[dashboard]], f"runbooks.md names a missing panel: {dashboard} › {panel}"
 
 
+def test_runbooks_quote_the_current_thresholds():
+    """runbooks.md is hand-written: every number it quotes next to a THRESHOLDS name must be that threshold."""
+    text = re.sub(r"\s+", " ", (GRAFANA / "runbooks.md").read_text())
+    quoted = re.findall(r"(\d+(?:\.\d+)?) ?(%|s|x|minutes|times per call)? \(`(\w+)`", text)
+    assert len(quoted) >= 10, quoted
+    for number, unit, name in quoted:
+        value = build.t(name)
+        if unit == "%":
+            assert float(number) / 100 == pytest.approx(value), name
+        elif unit == "minutes":
+            assert f"{number}m" == value, name
+        else:
+            assert float(number) == pytest.approx(float(value)), name
+
+
 def test_every_expression_parses_and_uses_only_contract_metrics_and_recording_rules():
     known = CONTRACT_SERIES | recorded_names()
     exprs = all_expressions()
