@@ -1,16 +1,37 @@
-"""A real OTLP receiver for tests: gRPC (grpcio) and HTTP/protobuf on 127.0.0.1, decoding what it receives."""
+"""A real OTLP receiver for tests: gRPC (grpcio) and HTTP/protobuf on 127.0.0.1, decoding what it receives.
+
+Modes (`receiver.received.mode`): "ok"; "slow" (accepts the request, then hangs `slow_seconds` before
+answering); "error" (answers UNAVAILABLE / 503).  A collector that is down: `closed_endpoint()`.
+"""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import List
+from typing import List, Optional
 
 import grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+
+def closed_endpoint() -> str:
+    """Returns an http://127.0.0.1:<port> endpoint nothing listens on (a collector that is down)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def attrs(pb_attributes) -> dict:
+    """Returns a dict of OTLP KeyValue attributes (string, bool, int and double values)."""
+    found = {}
+    for kv in pb_attributes:
+        kind = kv.value.WhichOneof("value")
+        found[kv.key] = getattr(kv.value, kind) if kind else None
+    return found
 
 
 class Received:
@@ -21,31 +42,48 @@ class Received:
         self.metrics: List[metrics_service_pb2.ExportMetricsServiceRequest] = []
         self.headers: List[dict] = []
         self.mode = "ok"  # ok | slow | error
+        self.slow_seconds = 30.0
+        self.requests = 0
+        self.stopping = threading.Event()
         self.lock = threading.Lock()
 
     def spans(self):
         return [span for req in self.traces for rs in req.resource_spans for ss in rs.scope_spans for span in ss.spans]
 
+    def span_resources(self):
+        """Returns (resource attributes, span) for every span received."""
+        return [(attrs(rs.resource.attributes), span) for req in self.traces for rs in req.resource_spans
+                for ss in rs.scope_spans for span in ss.spans]
+
     def resources(self):
         return [rs.resource for req in self.traces for rs in req.resource_spans]
 
-    def metric_points(self, name: str):
-        """Returns the data points of the newest export of a metric (cumulative), with their metric's unit."""
-        found = []
+    def metric_points(self, name: str, instance_id: Optional[str] = None):
+        """Returns the data points of the newest export of a metric (cumulative), with their metric's unit.
+
+        With instance_id: only from the resource with that service.instance.id (one process).
+        """
         for req in reversed(self.metrics):
+            found = []
             for rm in req.resource_metrics:
+                if instance_id is not None and attrs(rm.resource.attributes).get("service.instance.id") != instance_id:
+                    continue
                 for sm in rm.scope_metrics:
                     for m in sm.metrics:
                         if m.name == name:
                             kind = m.WhichOneof("data")
-                            found = [(m.unit, kind, p) for p in getattr(m, kind).data_points]
+                            found.extend((m.unit, kind, p) for p in getattr(m, kind).data_points)
             if found:
                 return found
-        return found
+        return []
 
     def metric_names(self):
         return {m.name for req in self.metrics for rm in req.resource_metrics for sm in rm.scope_metrics
                 for m in sm.metrics}
+
+    def metric_instance_ids(self):
+        return {attrs(rm.resource.attributes).get("service.instance.id") for req in self.metrics
+                for rm in req.resource_metrics}
 
     def wait_for(self, predicate, timeout: float = 20.0) -> bool:
         deadline = time.monotonic() + timeout
@@ -56,9 +94,11 @@ class Received:
         return False
 
     def _behave(self) -> bool:
-        """Returns False when the request should fail; sleeps when slow."""
+        """Returns False when the request should fail; hangs when slow (until the receiver stops)."""
+        with self.lock:
+            self.requests += 1
         if self.mode == "slow":
-            time.sleep(30)
+            self.stopping.wait(self.slow_seconds)
         return self.mode != "error"
 
 
@@ -94,6 +134,7 @@ class GrpcReceiver:
         self.server.start()
 
     def stop(self) -> None:
+        self.received.stopping.set()
         self.server.stop(0)
 
 
@@ -105,6 +146,8 @@ class HttpReceiver:
         received = self.received
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
             def log_message(self, *args):
                 pass
 
@@ -133,5 +176,6 @@ class HttpReceiver:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
+        self.received.stopping.set()
         self.server.shutdown()
         self.server.server_close()

@@ -94,6 +94,16 @@ class PrometheusServer:
         result = self.query(promql)
         return float(result[0]["value"][1]) if result else None
 
+    def exemplars(self, promql: str, window: float = 600.0) -> List[dict]:
+        """Returns the label sets of the exemplars stored for a query's series in the last `window` seconds."""
+        now = time.time()
+        data = self.api("query_exemplars", query=promql, start=f"{now - window:.3f}", end=f"{now + 60:.3f}")
+        return [e["labels"] for series in data for e in series["exemplars"]]
+
+    def targets(self) -> List[dict]:
+        """Returns the active scrape targets (health, lastError, scrapeUrl, ...)."""
+        return self.api("targets")["activeTargets"]
+
     def wait_for(self, promql: str, predicate, timeout: float = 30.0):
         deadline = time.monotonic() + timeout
         value = None

@@ -1,7 +1,13 @@
-"""Several gunicorn workers: /metrics reports the totals of all of them, whichever worker answers."""
+"""Several worker processes: /metrics reports the totals of all of them, whichever process answers.
+
+The shared directory in-process (exited and live workers, the archive), a forked child that must not count
+its parent's calls twice, and gunicorn with three real workers (with and without --preload, with workers
+recycled by --max-requests).
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -15,9 +21,13 @@ from pathlib import Path
 
 import pytest
 
+from claude_otel.exporters.multiprocess import ARCHIVE, PREFIX, SharedSnapshots, _write
+from claude_otel.exporters.prometheus import families, merge
 from prometheus_server import free_port
+from test_exporters import run_app
 
 ROOT = Path(__file__).resolve().parent.parent
+DEAD_PID = 4194305  # above the largest pid_max Linux allows: no such process
 
 
 def get(url: str) -> str:
@@ -29,18 +39,81 @@ def count_of(text: str, name: str) -> float:
     return sum(float(m.group(1)) for m in re.finditer(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
 
 
-@pytest.mark.parametrize("preload", [False, True])
+KEY = (("gen_ai_request_model", "m"),)
+
+
+def snap(calls: int, in_flight: int, remaining: float, changed: int) -> dict:
+    return {
+        "calls": {"type": "counter", "help": "h", "agg": "sum", "samples": {KEY: {"value": calls, "time": changed}}},
+        "dur_seconds": {"type": "histogram", "help": "h", "agg": "sum", "samples": {KEY: {
+            "bounds": [1.0], "counts": [calls, 0], "sum": calls * 0.5, "max": 0.5,
+            "exemplars": {"0": ["ab" * 16, "cd" * 8, 0.5, changed]}}}},
+        "active": {"type": "gauge", "help": "h", "agg": "sum", "samples": {KEY: {"value": in_flight, "time": changed}}},
+        "remaining": {"type": "gauge", "help": "h", "agg": "last",
+                      "samples": {KEY: {"value": remaining, "time": changed}}},
+    }
+
+
+def totals(merged: dict) -> tuple:
+    return tuple(merged[n]["samples"][KEY]["value"] for n in ("calls", "active", "remaining")) + (
+        sum(merged["dur_seconds"]["samples"][KEY]["counts"]),)
+
+
+def test_shared_directory_sums_live_and_exited_workers_and_folds_exited_ones(tmp_path):
+    live = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        _write(str(tmp_path / f"{PREFIX}{live.pid}.json"), snap(5, 2, 100, changed=3), live.pid)
+        _write(str(tmp_path / f"{PREFIX}{DEAD_PID}.json"), snap(7, 4, 50, changed=9), DEAD_PID)
+        (tmp_path / f"{PREFIX}{live.pid}.json.{live.pid}.tmp").write_text("{half a file")  # ignored
+        shared = SharedSnapshots(str(tmp_path), lambda: snap(1, 1, 75, changed=5), interval=3600)
+        try:
+            own = snap(1, 1, 75, changed=5)
+            merged = merge([own] + shared.others())
+            # counters and histograms: every process; in-flight: live ones only; remaining: the newest change
+            assert totals(merged) == (13, 3, 50, 13)
+            assert not (tmp_path / f"{PREFIX}{DEAD_PID}.json").exists()  # folded into the archive
+            assert (tmp_path / ARCHIVE).exists()
+            assert totals(merge([own] + shared.others())) == (13, 3, 50, 13)  # same totals after folding
+
+            _write(str(tmp_path / f"{PREFIX}{DEAD_PID - 1}.json"), snap(2, 9, 1, changed=1), DEAD_PID - 1)
+            assert totals(merge([own] + shared.others())) == (15, 3, 50, 15)
+            assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".json")) == \
+                sorted([ARCHIVE, f"{PREFIX}{live.pid}.json"])
+            text = "".join(str(m) for m in families(merge([own] + shared.others())))
+            assert "abab" in text  # exemplars survive merging
+            shared.write()
+            assert (tmp_path / f"{PREFIX}{os.getpid()}.json").exists()
+        finally:
+            shared.stop()
+    finally:
+        live.stdin.close()
+        live.wait(10)
+
+
+def test_forked_child_does_not_report_its_parents_calls_twice(sim, tmp_path):
+    lines, _ = run_app(sim, CLAUDE_OTEL_MULTIPROC_DIR=tmp_path / "mp", APP_CALLS=1, APP_RETRY_CALLS=0, APP_STREAMS=0,
+                       APP_FORK=2)
+    [child] = [line for line in lines if line.get("child")]
+    assert child["own_snapshot_count"] == 2  # the child's metric state started empty
+    assert lines[-1]["merged_count"] == 3  # parent 1 + child 2, not 1 + (1 + 2)
+
+
+@pytest.mark.parametrize("preload", [False, True], ids=["fork-per-worker", "preload-recycled"])
 def test_gunicorn_workers_report_summed_totals(sim, tmp_path, preload):
     gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent))
     assert gunicorn, "gunicorn is a test dependency"
     port = free_port()
+    master_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CLAUDE_OTEL_"))}
     env.update({"ANTHROPIC_BASE_URL": sim.base_url, "ANTHROPIC_OPEN_TELEMETRY": "false",
                 "CLAUDE_OTEL_MULTIPROC_DIR": str(tmp_path / "multiproc"),
                 "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests' / 'apps'}"})
     args = [gunicorn, "-w", "3", "-b", f"127.0.0.1:{port}", "--threads", "1", "wsgi_app:app"]
     if preload:
-        args.insert(1, "--preload")
+        # configure() runs once in the master, which then also serves /metrics on its own port; workers are
+        # recycled every few requests, so totals must survive exited workers.
+        args[1:1] = ["--preload", "--max-requests", "6"]
+        env.update({"CLAUDE_OTEL_PROMETHEUS_PORT": str(master_port), "CLAUDE_OTEL_PROMETHEUS_ADDR": "127.0.0.1"})
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         base = f"http://127.0.0.1:{port}"
@@ -56,16 +129,21 @@ def test_gunicorn_workers_report_summed_totals(sim, tmp_path, preload):
         calls = 30
         with ThreadPoolExecutor(6) as pool:
             pids = set(pool.map(lambda _: get(base + "/call"), range(calls)))
-        assert len(pids) >= 2, "the calls should spread over several workers"
-        time.sleep(2.5)  # snapshots are written every second
+        assert len(pids) >= (4 if preload else 2), "the calls should spread over several (and recycled) workers"
+        time.sleep(2.5)  # other workers' snapshots are at most 1 s old
         seen = set()
-        for _ in range(12):
+        for _ in range(9):
             text = get(base + "/metrics")
             assert count_of(text, "gen_ai_client_operation_duration_seconds_count") == calls
             assert count_of(text, "anthropic_client_attempt_duration_seconds_count") == calls
             assert count_of(text, "anthropic_client_active_requests") == 0
             seen.add(get(base + "/"))
         assert len(seen) >= 2
+        if preload:
+            text = get(f"http://127.0.0.1:{master_port}/metrics")
+            assert count_of(text, "gen_ai_client_operation_duration_seconds_count") == calls
+            files = [p for p in (tmp_path / "multiproc").iterdir() if p.name.endswith(".json")]
+            assert len(files) <= 3 + 1 + 1, files  # live workers, the master, the archive of exited ones
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(20)

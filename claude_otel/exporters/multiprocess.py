@@ -1,46 +1,94 @@
 """Sharing metric snapshots between worker processes (gunicorn, uvicorn --workers) through a directory.
 
 Each process writes its cumulative snapshot to `<dir>/claude_otel_<pid>.json`
-every `interval` seconds and at exit (write to a temporary file, then rename,
-so a reader never sees half a file).  The scraped worker merges its own live
-snapshot with every other file: counters and histograms of exited workers stay
-in the totals (as in prometheus_client's multiprocess mode); gauges that sum
-(in-flight requests) count live workers only.  Other workers' figures are at
-most `interval` seconds old.
+every `interval` seconds (1 s), at fork-free exit and on `Handle.shutdown()`
+(write to a temporary file, then `os.replace`, so a reader never sees half a
+file).  The scraped process merges its own live snapshot with every other
+file:
+
+- counters and histograms are summed over every process, exited ones included
+  (as in prometheus_client's multiprocess mode), so totals never go backwards
+  when a worker is recycled;
+- gauges that sum (in-flight requests) count live processes only: the file of
+  an exited process (`os.kill(pid, 0)` fails) contributes none;
+- last-value gauges (rate-limit remaining) take the value that changed most
+  recently in any process.
+
+Staleness: another worker's figures are at most `interval` seconds old (plus
+the time to write one small JSON file); the scraped process's own are live.
+
+The files of exited processes are folded into one archive file
+(`claude_otel_exited.json`, counters and histograms only) under an exclusive
+`flock`, so the directory holds one file per live worker plus one, however
+many workers come and go.  Readers hold a shared lock while reading, so they
+never count an exited worker twice (once in the archive, once in its file).
+
+Clear the directory when the whole service (re)starts, as with
+PROMETHEUS_MULTIPROC_DIR: files left by an earlier run would otherwise be
+added to this run's totals.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import os
 import threading
+import weakref
 from typing import Callable, Dict, List
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no flock, no archive
+    fcntl = None
 
 logger = logging.getLogger("claude_otel")
 
 PREFIX = "claude_otel_"
+ARCHIVE = PREFIX + "exited.json"
+LOCK = PREFIX + "lock"
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Returns whether a process with that pid exists (a zombie counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except (PermissionError, OverflowError):
         return True
     return True
 
 
-def _encode(snap: Dict[str, dict]) -> dict:
+def encode(snap: Dict[str, dict]) -> dict:
+    """Returns a JSON-ready form of a snapshot (label keys become lists)."""
     return {name: dict(family, samples=[[list(map(list, key)), sample] for key, sample in family["samples"].items()])
             for name, family in snap.items()}
 
 
-def _decode(data: dict) -> Dict[str, dict]:
+def decode(data: dict) -> Dict[str, dict]:
+    """Returns the snapshot of encode()'s output."""
     return {name: dict(family, samples={tuple(tuple(p) for p in key): sample for key, sample in family["samples"]})
             for name, family in data.items()}
+
+
+def without_live_gauges(snap: Dict[str, dict]) -> Dict[str, dict]:
+    """Returns a snapshot without the gauges that only live processes contribute (summed gauges)."""
+    return {n: fam for n, fam in snap.items() if not (fam["type"] == "gauge" and fam["agg"] == "sum")}
+
+
+def _read(path: str) -> Dict[str, dict]:
+    with open(path) as f:
+        return decode(json.load(f)["families"])
+
+
+def _write(path: str, snap: Dict[str, dict], pid: int) -> None:
+    tmp = f"{path}.{pid}.tmp"
+    with open(tmp, "w") as f:
+        json.dump({"pid": pid, "families": encode(snap)}, f, separators=(",", ":"))
+    os.replace(tmp, path)
 
 
 class SharedSnapshots:
@@ -52,11 +100,17 @@ class SharedSnapshots:
         self._interval = interval
         self._stop = threading.Event()
         self._thread = None
+        self._written = None
         os.makedirs(directory, exist_ok=True)
+        probe = os.path.join(directory, f".{PREFIX}probe_{os.getpid()}")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
         self._start()
-        atexit.register(self.write)
+        me = weakref.ref(self)
+        atexit.register(lambda: me() is not None and me().write())
         if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=self._after_fork)
+            os.register_at_fork(after_in_child=lambda: me() is not None and me()._after_fork())
 
     def _start(self) -> None:
         self._stop = threading.Event()
@@ -64,8 +118,11 @@ class SharedSnapshots:
         self._thread.start()
 
     def _after_fork(self) -> None:
-        # The child's threads did not survive the fork; its snapshot goes under its own pid.
-        self._start()
+        # Only the forking thread survives fork: restart the writer.  The child writes under its own pid; the
+        # parent's file stays the parent's (and the child's metric state starts empty, see setup.py).
+        self._written = None
+        if not self._stop.is_set():
+            self._start()
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):
@@ -76,43 +133,107 @@ class SharedSnapshots:
         return os.path.join(self.directory, f"{PREFIX}{pid}.json")
 
     def write(self) -> None:
-        """Writes this process's snapshot atomically; never raises."""
+        """Writes this process's snapshot atomically (skipped when unchanged); never raises."""
         try:
             snap = self._take()
             pid = os.getpid()
-            tmp = self.path(pid) + ".tmp"
-            with open(tmp, "w") as f:
-                json.dump({"pid": pid, "families": _encode(snap)}, f)
-            os.replace(tmp, self.path(pid))
+            text = json.dumps(encode(snap), sort_keys=True)
+            if text == self._written and os.path.exists(self.path(pid)):
+                return
+            _write(self.path(pid), snap, pid)
+            self._written = text
         except Exception:
             logger.debug("claude-otel: could not write the multi-process snapshot", exc_info=True)
 
-    def others(self) -> List[Dict[str, dict]]:
-        """Returns the snapshots of every other process (exited ones without their summed gauges)."""
-        found = []
-        me = os.getpid()
+    @contextlib.contextmanager
+    def _locked(self, exclusive: bool, wait: bool = True):
+        if fcntl is None:
+            yield True
+            return
+        try:
+            fd = os.open(os.path.join(self.directory, LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            yield True
+            return
+        try:
+            flags = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+            try:
+                fcntl.flock(fd, flags if wait else flags | fcntl.LOCK_NB)
+            except OSError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)
+
+    def _files(self) -> Dict[int, str]:
+        found = {}
         try:
             names = os.listdir(self.directory)
         except OSError:
             return found
         for name in names:
-            if not (name.startswith(PREFIX) and name.endswith(".json")):
+            if not (name.startswith(PREFIX) and name.endswith(".json")) or name == ARCHIVE:
                 continue
             try:
-                pid = int(name[len(PREFIX):-len(".json")])
+                found[int(name[len(PREFIX):-len(".json")])] = os.path.join(self.directory, name)
             except ValueError:
                 continue
-            if pid == me:
-                continue
-            try:
-                with open(os.path.join(self.directory, name)) as f:
-                    snap = _decode(json.load(f)["families"])
-            except Exception:
-                continue
-            if not _alive(pid):
-                snap = {n: fam for n, fam in snap.items() if not (fam["type"] == "gauge" and fam["agg"] == "sum")}
-            found.append(snap)
         return found
+
+    def others(self) -> List[Dict[str, dict]]:
+        """Returns the snapshots of every other process (exited ones without their summed gauges)."""
+        found = []
+        me = os.getpid()
+        exited = 0
+        with self._locked(exclusive=False):
+            archive = os.path.join(self.directory, ARCHIVE)
+            if os.path.exists(archive):
+                with contextlib.suppress(Exception):
+                    found.append(_read(archive))
+            for pid, path in self._files().items():
+                if pid == me:
+                    continue
+                try:
+                    snap = _read(path)
+                except Exception:
+                    continue
+                if not alive(pid):
+                    exited += 1
+                    snap = without_live_gauges(snap)
+                found.append(snap)
+        if exited:
+            self.compact()
+        return found
+
+    def compact(self) -> int:
+        """Folds the files of exited processes into the archive; returns how many; never raises."""
+        from .prometheus import merge
+
+        try:
+            with self._locked(exclusive=True, wait=False) as got:
+                if not got or fcntl is None:
+                    return 0
+                dead = {pid: path for pid, path in self._files().items() if pid != os.getpid() and not alive(pid)}
+                if not dead:
+                    return 0
+                archive = os.path.join(self.directory, ARCHIVE)
+                parts = []
+                if os.path.exists(archive):
+                    parts.append(_read(archive))
+                for path in dead.values():
+                    try:
+                        parts.append(without_live_gauges(_read(path)))
+                    except Exception:
+                        continue
+                _write(archive, merge(parts), os.getpid())
+                for path in dead.values():
+                    with contextlib.suppress(OSError):
+                        os.remove(path)
+                return len(dead)
+        except Exception:
+            logger.debug("claude-otel: could not compact the multi-process directory", exc_info=True)
+            return 0
 
     def stop(self) -> None:
         """Stops the writer thread after one last write."""

@@ -1,14 +1,21 @@
 """Prometheus exposition of the agent's metrics, with exemplars and multi-process totals.
 
 One source of truth: the OpenTelemetry SDK's own aggregation.  A pull
-MetricReader collects it at scrape time and a prometheus_client Collector turns
-it into metric families named by the OpenTelemetry-to-Prometheus rules
-(`anthropic.client.retries` → `anthropic_client_retries_total`, unit "s" →
-`_seconds`, unit "1" and `{...}` annotations add nothing).  Histogram buckets
-carry the trace id of a recorded request as an OpenMetrics exemplar.  Under
-several worker processes each one also writes its snapshot to a shared
-directory, and whichever worker is scraped reports the totals of all
-(see `multiprocess.py`).
+MetricReader (cumulative) collects it at scrape time and a prometheus_client
+Collector turns it into metric families named by the OpenTelemetry-to-Prometheus
+rules: dots become underscores, unit "s" adds `_seconds` (also an OpenMetrics
+UNIT line), unit "1" and `{...}` annotations add nothing, counters get `_total`,
+up-down counters and gauges keep the plain name, boolean attribute values are
+"true"/"false".  Histogram buckets carry the trace id and span id of a recorded
+request as an OpenMetrics exemplar (the SDK samples them when a sampled span is
+current: OTEL_METRICS_EXEMPLAR_FILTER=trace_based, the default).  A
+`target_info` metric carries the resource (minus service.instance.id).
+
+The registry is a dedicated CollectorRegistry; `make_wsgi_app()` /
+`make_asgi_app()` serve configure()'s (looked up at each scrape, so they can be
+mounted before configure() runs).  Under several worker processes each one also
+writes its snapshot to a shared directory, and whichever process is scraped
+reports the totals of all (see `multiprocess.py`).
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.metrics.export import Histogram as HistogramData
 from prometheus_client.core import (
-    CollectorRegistry, CounterMetricFamily, Exemplar, GaugeMetricFamily, HistogramMetricFamily,
+    CollectorRegistry, CounterMetricFamily, Exemplar, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily,
 )
 
 logger = logging.getLogger("claude_otel")
@@ -102,11 +109,16 @@ def snapshot(metrics_data) -> Dict[str, dict]:
                     if kind == "histogram":
                         family["samples"][key] = {
                             "bounds": list(point.explicit_bounds), "counts": list(point.bucket_counts),
-                            "sum": point.sum, "max": point.max, "exemplars": _exemplars(point),
+                            "sum": point.sum, "max": _finite(point.max), "exemplars": _exemplars(point),
                         }
                     else:
                         family["samples"][key] = {"value": point.value, "time": point.time_unix_nano}
     return families
+
+
+def _finite(value) -> float:
+    """Returns value, or 0.0 when the SDK reports none (None or an infinite placeholder)."""
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else 0.0
 
 
 def _exemplars(point) -> Dict[int, list]:
@@ -142,7 +154,7 @@ def merge(snapshots: Iterable[Dict[str, dict]]) -> Dict[str, dict]:
                     if have["bounds"] == sample["bounds"]:
                         have["counts"] = [a + b for a, b in zip(have["counts"], sample["counts"])]
                         have["sum"] += sample["sum"]
-                        have["max"] = max(have.get("max", 0.0), sample.get("max", 0.0))
+                        have["max"] = max(have.get("max") or 0.0, sample.get("max") or 0.0)
                         for index, ex in sample["exemplars"].items():
                             index = int(index)
                             if index not in have["exemplars"] or ex[3] > have["exemplars"][index][3]:
@@ -164,26 +176,43 @@ def _copy(sample: dict) -> dict:
 
 
 def families(snap: Dict[str, dict]):
-    """Yields prometheus_client metric families for a snapshot."""
+    """Yields prometheus_client metric families for a snapshot (with OpenMetrics UNIT metadata)."""
     for name in sorted(snap):
         family = snap[name]
         samples = family["samples"]
         if not samples:
             continue
         labels = sorted({label for key in samples for label, _ in key})
+        unit = _unit_of(name)
         if family["type"] == "counter":
-            out = CounterMetricFamily(name, family["help"], labels=labels)
+            out = CounterMetricFamily(name, family["help"], labels=labels, unit=unit)
             for key, sample in samples.items():
                 out.add_metric(_values(key, labels), sample["value"])
         elif family["type"] == "gauge":
-            out = GaugeMetricFamily(name, family["help"], labels=labels)
+            out = GaugeMetricFamily(name, family["help"], labels=labels, unit=unit)
             for key, sample in samples.items():
                 out.add_metric(_values(key, labels), sample["value"])
         else:
-            out = HistogramMetricFamily(name, family["help"], labels=labels)
+            out = HistogramMetricFamily(name, family["help"], labels=labels, unit=unit)
             for key, sample in samples.items():
                 out.add_metric(_values(key, labels), _buckets(sample), sample["sum"])
         yield out
+
+
+def _unit_of(name: str) -> str:
+    """Returns the OpenMetrics unit a Prometheus name ends with ("seconds", ...), or ""."""
+    for unit in _UNITS.values():
+        if name.endswith("_" + unit):
+            return unit
+    return ""
+
+
+def target_info(attributes) -> Optional[InfoMetricFamily]:
+    """Returns the target_info metric of a resource (minus service.instance.id, which differs per worker)."""
+    if not attributes:
+        return None
+    values = {label_name(k): label_value(v) for k, v in attributes.items() if k != "service.instance.id"}
+    return InfoMetricFamily("target", "Target metadata", value=values)
 
 
 def _values(key, labels: List[str]) -> List[str]:
@@ -220,6 +249,10 @@ class PrometheusReader(MetricReader):
         self._lock = threading.Lock()
         # The SDK hands each exemplar to one collection only; keep the newest per bucket for every scrape.
         self._exemplars: Dict[tuple, Dict[int, list]] = {}
+        # Last-value gauges: (value, when it last changed), so "most recent across workers" means most recently
+        # changed, not most recently collected.
+        self._gauges: Dict[tuple, tuple] = {}
+        self.resource_attributes: dict = {}
 
     def _receive_metrics(self, metrics_data, timeout_millis: float = 10_000, **kwargs) -> None:
         self._latest = metrics_data
@@ -228,13 +261,35 @@ class PrometheusReader(MetricReader):
         """Returns a fresh snapshot of this process's metrics; never raises."""
         with self._lock:
             try:
+                self._latest = None
                 self.collect()
-                snap = snapshot(self._latest)
+                latest = self._latest
+                if latest is not None and latest.resource_metrics:
+                    self.resource_attributes = dict(latest.resource_metrics[0].resource.attributes)
+                snap = snapshot(latest)
                 self._keep_exemplars(snap)
+                self._keep_gauge_times(snap)
                 return snap
             except Exception:
                 logger.debug("claude-otel: metric collection failed", exc_info=True)
                 return {}
+
+    def _keep_gauge_times(self, snap: Dict[str, dict]) -> None:
+        for name, family in snap.items():
+            if family["agg"] != "last":
+                continue
+            for key, sample in family["samples"].items():
+                seen = self._gauges.get((name, key))
+                if seen is None or seen[0] != sample["value"]:
+                    seen = self._gauges[(name, key)] = (sample["value"], sample["time"])
+                sample["time"] = seen[1]
+
+    def after_fork(self) -> None:
+        """Forgets the parent's exemplars and gauge times in a forked child (its metric state starts empty)."""
+        self._lock = threading.Lock()
+        self._exemplars = {}
+        self._gauges = {}
+        self._latest = None
 
     def _keep_exemplars(self, snap: Dict[str, dict]) -> None:
         """Merges this collection's exemplars into the kept ones and puts the kept ones into the snapshot."""
@@ -251,21 +306,35 @@ class PrometheusReader(MetricReader):
 
 
 class PrometheusCollector:
-    """A prometheus_client collector over a PrometheusReader, merging other workers' snapshots when shared."""
+    """A prometheus_client collector over a PrometheusReader, merging other workers' snapshots when shared.
 
-    def __init__(self, reader: PrometheusReader, shared=None) -> None:
+    To expose the agent's metrics on prometheus_client's default registry as well (an app that already serves
+    `prometheus_client.REGISTRY`): `prometheus_client.REGISTRY.register(handle.collector)`.
+    """
+
+    def __init__(self, reader: PrometheusReader, shared=None, info: bool = True) -> None:
         self._reader = reader
         self._shared = shared
+        self._info = info
+
+    def describe(self):
+        """Returns no names up front, so registering never triggers a collection (names vary with use)."""
+        return []
 
     def collect(self):
         own = self._reader.snapshot()
         if self._shared is not None:
             own = merge([own] + self._shared.others())
-        return list(families(own))
+        found = list(families(own))
+        if self._info:
+            info = target_info(self._reader.resource_attributes)
+            if info is not None:
+                found.append(info)
+        return found
 
 
 def registry_for(reader: PrometheusReader, shared=None) -> CollectorRegistry:
-    """Returns a CollectorRegistry exposing the reader's metrics (and, if shared, every worker's)."""
+    """Returns a dedicated CollectorRegistry exposing the reader's metrics (and, if shared, every worker's)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(PrometheusCollector(reader, shared))
     return registry
@@ -281,6 +350,8 @@ class Server:
         self._server = result[0] if isinstance(result, tuple) else None
         self.port = self._server.server_address[1] if self._server is not None else port
         host = addr if addr not in ("0.0.0.0", "", "::") else "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
         self.url = f"http://{host}:{self.port}/metrics"
 
     def close(self) -> None:
@@ -292,34 +363,64 @@ class Server:
         except Exception:
             pass
 
+    def forget(self) -> None:
+        """In a forked child: closes its copy of the listening socket (the parent keeps serving); never raises."""
+        server, self._server = self._server, None
+        try:
+            if server is not None:
+                server.socket.close()
+        except Exception:
+            pass
 
-_DEFAULT: Dict[str, object] = {}
+
+class _Configured:
+    """What make_wsgi_app()/make_asgi_app() serve by default: configure()'s registry, looked up at each scrape.
+
+    So the app may be mounted before configure() runs (module import order does not matter); until then it
+    serves an empty exposition and logs one warning.
+    """
+
+    def __init__(self) -> None:
+        self.registry: Optional[CollectorRegistry] = None
+        self._warned = False
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        registry = self.registry
+        if registry is None:
+            if not self._warned:
+                self._warned = True
+                logger.warning("claude-otel: /metrics is mounted but claude_otel.configure(prometheus=True) has not "
+                               "run (or CLAUDE_OTEL_MULTIPROC_DIR / CLAUDE_OTEL_PROMETHEUS_PORT is unset); it serves "
+                               "nothing yet")
+            return []
+        return list(registry.collect())
+
+
+_CONFIGURED = _Configured()
+_DEFAULT_REGISTRY = CollectorRegistry(auto_describe=False)
+_DEFAULT_REGISTRY.register(_CONFIGURED)
 
 
 def make_wsgi_app(registry: Optional[CollectorRegistry] = None):
-    """Returns a WSGI app serving /metrics for configure()'s registry (or the one given)."""
+    """Returns a WSGI app serving configure()'s metrics (or the registry given) in Prometheus or OpenMetrics."""
     from prometheus_client import make_wsgi_app as _make
 
-    return _make(registry or _default_registry())
+    return _make(registry or _DEFAULT_REGISTRY)
 
 
 def make_asgi_app(registry: Optional[CollectorRegistry] = None):
-    """Returns an ASGI app serving /metrics for configure()'s registry (or the one given)."""
+    """Returns an ASGI app serving configure()'s metrics (or the registry given) in Prometheus or OpenMetrics."""
     from prometheus_client import make_asgi_app as _make
 
-    return _make(registry or _default_registry())
+    return _make(registry or _DEFAULT_REGISTRY)
 
 
-def set_default_registry(registry: CollectorRegistry) -> None:
-    """Makes registry the one make_wsgi_app()/make_asgi_app() serve by default."""
-    _DEFAULT["registry"] = registry
-
-
-def _default_registry() -> CollectorRegistry:
-    registry = _DEFAULT.get("registry")
-    if registry is None:
-        raise RuntimeError("claude-otel: call claude_otel.configure() before mounting /metrics, or pass a registry")
-    return registry  # type: ignore[return-value]
+def set_default_registry(registry: Optional[CollectorRegistry]) -> None:
+    """Makes registry the one make_wsgi_app()/make_asgi_app() serve by default (configure() calls this)."""
+    _CONFIGURED.registry = registry
 
 
 def exposition_name(name: str, unit: str, kind: str) -> Tuple[str, ...]:

@@ -1,23 +1,26 @@
-"""A WSGI service for the multi-worker test: /call makes one SDK call, /metrics serves claude-otel's totals."""
+"""A WSGI service for the multi-worker tests: /call makes one SDK call, /metrics serves claude-otel's totals.
+
+configure() runs at import: once in the gunicorn master with --preload (workers are forked from it), else
+once per worker.  make_wsgi_app() may be called before or after configure().
+"""
 
 import os
 
 import anthropic
 
-import claude_otel
 from claude_otel.exporters.prometheus import make_wsgi_app
 
+metrics_app = make_wsgi_app()
+
+import claude_otel  # noqa: E402
+
 claude_otel.configure(service_name="wsgi-test", prometheus=True)
-metrics_app = None
 client = anthropic.Anthropic(base_url=os.environ["ANTHROPIC_BASE_URL"], api_key="k", max_retries=2)
 
 
 def app(environ, start_response):
-    global metrics_app
     path = environ.get("PATH_INFO", "/")
     if path == "/metrics":
-        if metrics_app is None:
-            metrics_app = make_wsgi_app()
         return metrics_app(environ, start_response)
     if path == "/call":
         client.messages.create(model="claude-x", max_tokens=8, messages=[{"role": "user", "content": "hi"}])
