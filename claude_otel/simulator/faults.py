@@ -1,17 +1,20 @@
-"""What a simulated request should suffer: the Fault parameters, named profiles, and reading them from headers."""
+"""What a simulated request suffers: the Fault parameters, the named profiles, and reading them from headers."""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, fields
-from typing import Dict, Mapping, Optional
+from dataclasses import dataclass
+from typing import Callable, Dict, Mapping, NamedTuple, Optional
 
 HEADER_PREFIX = "x-sim-"
+PROFILE_HEADER = "x-sim-profile"
+MODEL_PREFIX = "sim-"
+MALFORMED = ("sse-line", "json", "content-type", "huge-header")
 
 
 @dataclass(frozen=True)
 class Fault:
-    """Injected behaviour of one request; durations in seconds."""
+    """Injected behaviour of one request; durations in seconds, token positions count content deltas."""
 
     headers_delay: float = 0.0
     prefill_delay: float = 0.0
@@ -33,78 +36,159 @@ class Fault:
     malformed: Optional[str] = None
 
     def scaled(self, factor: float) -> "Fault":
-        """Returns the fault with its durations multiplied by factor (profiles are written at real-world scale)."""
+        """Returns this fault with every duration multiplied by factor (profiles are written at real-world scale)."""
         if factor == 1.0:
             return self
-        return dataclasses.replace(
-            self,
-            headers_delay=self.headers_delay * factor,
-            prefill_delay=self.prefill_delay * factor,
-            token_delay=self.token_delay * factor,
-            stall=self.stall * factor,
-            retry_after=None if self.retry_after is None else self.retry_after * factor,
-            retry_after_ms=None if self.retry_after_ms is None else int(self.retry_after_ms * factor),
-            proxy_idle_timeout=None if self.proxy_idle_timeout is None else self.proxy_idle_timeout * factor,
-        )
+        changes = {name: getattr(self, name) * factor for name in DURATIONS if getattr(self, name) is not None}
+        if self.retry_after_ms is not None:
+            changes["retry_after_ms"] = int(round(self.retry_after_ms * factor))
+        return dataclasses.replace(self, **changes)
+
+    def changed(self) -> Dict[str, object]:
+        """Returns the fields that differ from the defaults, and the status of injected failures (for listings)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if getattr(self, f.name) != f.default or (f.name == "fail_status" and self.fail_attempts)}
 
 
-MALFORMED = ("sse-line", "json", "content-type", "huge-header")
-
-PROFILES: Dict[str, tuple] = {
-    "normal": (Fault(prefill_delay=0.02, token_delay=0.005), "fast, healthy responses"),
-    "slow-prefill": (Fault(prefill_delay=8.0, token_delay=0.02), "8 s before the first token, as for a 100k-token prompt"),
-    "slow-generation": (Fault(token_delay=0.2, output_tokens=200), "200 tokens at 5 tokens/s"),
-    "long-nonstream": (Fault(headers_delay=40.0, output_tokens=400),
-                       "a non-streamed generation that takes 40 s before any byte arrives"),
-    "idle-stall": (Fault(stall_at=5, stall=20.0, token_delay=0.02), "the stream goes silent for 20 s at token 5"),
-    "rate-limited": (Fault(fail_attempts=1, fail_status=429, retry_after_ms=500),
-                     "one 429 with retry-after-ms: 500, then success"),
-    "overloaded": (Fault(fail_attempts=2, fail_status=529, retry_after=1.0),
-                   "two 529 overloaded_error with retry-after: 1, then success"),
-    "mid-stream-error": (Fault(error_after=5), "an overloaded_error event after 5 tokens"),
-    "dropped-connection": (Fault(drop_after=3), "the connection is cut after 3 tokens"),
-    "proxy-idle": (Fault(proxy_idle_timeout=30.0, prefill_delay=45.0),
-                   "a proxy that closes connections idle for 30 s, in front of a 45 s prefill"),
-}
-
-_TYPES = {f.name: f.type for f in fields(Fault)}
+DURATIONS = ("headers_delay", "prefill_delay", "token_delay", "stall", "retry_after", "proxy_idle_timeout")
 
 
-def _convert(name: str, raw: str):
-    """Returns a header value converted to the Fault field's type; raises ValueError when it does not fit."""
-    kind = str(_TYPES[name])
-    if "float" in kind:
-        return float(raw)
-    if "int" in kind:
-        return int(float(raw))
-    if name == "malformed" and raw not in MALFORMED:
-        raise ValueError(f"malformed must be one of {', '.join(MALFORMED)}")
+def _malformed(raw: str) -> str:
+    """Returns raw if it names a malformed mode; raises ValueError otherwise."""
+    if raw not in MALFORMED:
+        raise ValueError(f"must be one of {', '.join(MALFORMED)}")
     return raw
 
 
+def _count(raw: str) -> int:
+    """Returns a non-negative integer parsed from raw ("3" or "3.0")."""
+    value = int(float(raw))
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+def _seconds(raw: str) -> float:
+    """Returns a non-negative number of seconds parsed from raw."""
+    value = float(raw)
+    if not value >= 0:  # also rejects nan
+        raise ValueError("must be a non-negative number")
+    return value
+
+
+# The parser of each field's values; the Optional ones also accept "none" to switch a profile's value off.
+PARSERS: Dict[str, Callable[[str], object]] = {
+    "headers_delay": _seconds, "prefill_delay": _seconds, "token_delay": _seconds, "output_tokens": _count,
+    "input_tokens": _count, "cache_read_tokens": _count, "cache_creation_tokens": _count, "stall_at": _count,
+    "stall": _seconds, "fail_attempts": _count, "fail_status": _count, "retry_after": _seconds,
+    "retry_after_ms": _count, "error_after": _count, "error_type": str, "drop_after": _count,
+    "proxy_idle_timeout": _seconds, "malformed": _malformed,
+}
+FIELD_HELP: Dict[str, str] = {
+    "headers_delay": "seconds before the status line (streaming: queueing; non-streaming: part of generation)",
+    "prefill_delay": "seconds from message_start to the first token (non-streaming: added before the headers)",
+    "token_delay": "seconds between tokens (non-streaming: N times this before the headers)",
+    "output_tokens": "tokens to generate, capped by the request's max_tokens (default 12)",
+    "input_tokens": "input tokens to report (default: prompt characters / 4)",
+    "cache_read_tokens": "cache_read_input_tokens to report",
+    "cache_creation_tokens": "cache_creation_input_tokens to report",
+    "stall_at": "token index before which the stream goes silent for --stall seconds",
+    "stall": "seconds of the stall at --stall-at",
+    "fail_attempts": "answer the first N attempts (x-stainless-retry-count < N) with --fail-status",
+    "fail_status": "HTTP status of injected failures (429, 500, 503, 529...; default 529)",
+    "retry_after": "retry-after header of injected failures, in seconds",
+    "retry_after_ms": "retry-after-ms header of injected failures, in milliseconds",
+    "error_after": "streaming: send an error event after N tokens and end the stream",
+    "error_type": "API error type of the error event (default overloaded_error)",
+    "drop_after": "streaming: cut the connection after N tokens; 0 on non-streaming: no response at all",
+    "proxy_idle_timeout": "cut the connection instead of writing after this many idle seconds",
+    "malformed": "serve broken output: " + ", ".join(MALFORMED),
+}
+OPTIONAL = frozenset(f.name for f in dataclasses.fields(Fault) if f.default is None)
+assert set(PARSERS) == set(FIELD_HELP) == {f.name for f in dataclasses.fields(Fault)}  # a new field needs both
+
+
+class Profile(NamedTuple):
+    """A named fault and the one line that describes it."""
+
+    fault: Fault
+    description: str
+
+
+PROFILES: Dict[str, Profile] = {
+    "normal": Profile(Fault(prefill_delay=0.02, token_delay=0.005),
+                      "fast, healthy responses (20 ms to the first token, 5 ms per token)"),
+    "slow-prefill": Profile(Fault(prefill_delay=8.0, token_delay=0.02),
+                            "8 s from message_start to the first token, as for a 100k-token prompt"),
+    "slow-generation": Profile(Fault(token_delay=0.2, output_tokens=200, prefill_delay=0.3),
+                               "200 tokens at 5 tokens/s (40 s of streaming)"),
+    "long-nonstream": Profile(Fault(headers_delay=40.0, output_tokens=400),
+                              "a generation of 40 s before the first byte: what a non-streamed call waits for"),
+    "idle-stall": Profile(Fault(stall_at=5, stall=20.0, prefill_delay=0.1, token_delay=0.02),
+                          "the stream goes silent for 20 s before token 5"),
+    "rate-limited": Profile(Fault(fail_attempts=1, fail_status=429, retry_after_ms=500),
+                            "one 429 rate_limit_error with retry-after-ms: 500, then success"),
+    "overloaded": Profile(Fault(fail_attempts=2, fail_status=529, retry_after=1.0),
+                          "two 529 overloaded_error with retry-after: 1, then success"),
+    "mid-stream-error": Profile(Fault(error_after=5, prefill_delay=0.1, token_delay=0.02),
+                                "an overloaded_error event after 5 tokens ends the stream"),
+    "dropped-connection": Profile(Fault(drop_after=3, prefill_delay=0.1, token_delay=0.02),
+                                  "the TCP connection is cut after 3 tokens"),
+    "proxy-idle": Profile(Fault(proxy_idle_timeout=30.0, prefill_delay=45.0),
+                          "a proxy that cuts connections idle for 30 s, in front of a 45 s prefill"),
+}
+
+
+class FaultError(ValueError):
+    """A request named an unknown profile or gave an x-sim-* header a value that does not parse."""
+
+
+def parse_value(name: str, raw: str) -> object:
+    """Returns raw (a header or flag value) parsed for Fault field `name`; raises FaultError when it does not fit."""
+    raw = raw.strip()
+    if name in OPTIONAL and raw.lower() in ("", "none", "null"):
+        return None
+    try:
+        return PARSERS[name](raw)
+    except (ValueError, OverflowError) as exc:
+        raise FaultError(f"{HEADER_PREFIX}{name.replace('_', '-')}: {raw!r} {exc}") from None
+
+
 def overrides_from(headers: Mapping[str, str]) -> Dict[str, object]:
-    """Returns the Fault fields set by x-sim-<field> headers (dashes or underscores); bad values are ignored."""
+    """Returns the Fault fields set by x-sim-<field> headers (dashes or underscores); unknown names are ignored."""
     found: Dict[str, object] = {}
     for key, raw in headers.items():
-        if not key.startswith(HEADER_PREFIX):
-            continue
-        name = key[len(HEADER_PREFIX):].replace("-", "_")
-        if name in _TYPES:
-            try:
-                found[name] = _convert(name, raw.strip())
-            except ValueError:
-                continue
+        if key.startswith(HEADER_PREFIX) and key != PROFILE_HEADER:
+            name = key[len(HEADER_PREFIX):].replace("-", "_")
+            if name in PARSERS:
+                found[name] = parse_value(name, raw)
     return found
 
 
-def resolve(headers: Mapping[str, str], model: Optional[str], default_profile: str, time_scale: float,
-            server_proxy_idle: Optional[float]) -> Fault:
-    """Returns the request's fault: its profile (header, model sim-<name>, or default) scaled, then header overrides."""
-    name = headers.get("x-sim-profile")
-    if not name and isinstance(model, str) and model.startswith("sim-") and model[4:] in PROFILES:
-        name = model[4:]
-    fault = PROFILES.get(name or default_profile, PROFILES["normal"])[0].scaled(time_scale)
-    if server_proxy_idle is not None and fault.proxy_idle_timeout is None:
-        fault = dataclasses.replace(fault, proxy_idle_timeout=server_proxy_idle)
+def profile_named(headers: Mapping[str, str], model: Optional[str]) -> Optional[str]:
+    """Returns the profile a request names (x-sim-profile, else a model sim-<profile>), or None."""
+    name = headers.get(PROFILE_HEADER, "").strip()
+    if name:
+        if name not in PROFILES:
+            raise FaultError(f"{PROFILE_HEADER}: unknown profile {name!r}; known: {', '.join(PROFILES)}")
+        return name
+    if isinstance(model, str) and model.startswith(MODEL_PREFIX) and model[len(MODEL_PREFIX):] in PROFILES:
+        return model[len(MODEL_PREFIX):]
+    return None
+
+
+def resolve(headers: Mapping[str, str], model: Optional[str], default: Fault, time_scale: float,
+            proxy_idle_timeout: Optional[float]) -> Fault:
+    """Returns a request's fault: the named profile scaled (else `default`), then its x-sim-* header overrides.
+
+    A server-wide proxy idle timeout applies on top of the profile's (the smaller wins, as with two proxies in
+    a row); header values are absolute seconds and win over everything.  Raises FaultError for bad headers.
+    """
+    name = profile_named(headers, model)
+    fault = PROFILES[name].fault.scaled(time_scale) if name else default
+    if proxy_idle_timeout is not None:
+        own = fault.proxy_idle_timeout
+        fault = dataclasses.replace(fault, proxy_idle_timeout=proxy_idle_timeout if own is None
+                                    else min(own, proxy_idle_timeout))
     values = overrides_from(headers)
     return dataclasses.replace(fault, **values) if values else fault

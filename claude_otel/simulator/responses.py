@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Dict, List, Optional, Tuple
+from urllib.parse import parse_qs
 
+# One simulated token each: short words, so a delta is one token as in the real API.
 WORDS = ("The", " quick", " brown", " fox", " jumps", " over", " the", " lazy", " dog", ".")
+MODELS = ("claude-opus-4-1", "claude-sonnet-4-5", "claude-haiku-4-5")
+CREATED = "2025-01-01T00:00:00Z"
+ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+               404: "not_found_error", 408: "timeout_error", 413: "request_too_large", 429: "rate_limit_error",
+               500: "api_error", 502: "api_error", 503: "api_error", 504: "timeout_error", 529: "overloaded_error"}
+ERROR_MESSAGES = {"overloaded_error": "Overloaded", "api_error": "Internal server error",
+                  "rate_limit_error": "Number of requests has exceeded your rate limit",
+                  "timeout_error": "Request timed out"}
 
 
 def word(i: int) -> str:
@@ -13,45 +24,49 @@ def word(i: int) -> str:
     return WORDS[i % len(WORDS)]
 
 
+def text_of(n: int) -> str:
+    """Returns the text of n output tokens."""
+    return "".join(word(i) for i in range(n))
+
+
 def input_tokens_of(body: Optional[dict], override: Optional[int]) -> int:
     """Returns the input token count to report: the override, else about one token per 4 prompt characters."""
     if override is not None:
-        return max(int(override), 0)
+        return override
     if not isinstance(body, dict):
         return 1
-    text = json.dumps([body.get("system"), body.get("messages"), body.get("prompt")], default=str)
-    return max(len(text) // 4, 1)
+    parts = [body.get(key) for key in ("system", "messages", "prompt", "tools") if body.get(key) is not None]
+    return max(len(json.dumps(parts, default=str)) // 4, 1)
 
 
 def usage(input_tokens: int, output_tokens: int, cache_read: int, cache_creation: int) -> Dict[str, int]:
     """Returns a Messages API usage object."""
-    return {
-        "input_tokens": input_tokens,
-        "output_tokens": output_tokens,
-        "cache_read_input_tokens": cache_read,
-        "cache_creation_input_tokens": cache_creation,
-    }
+    return {"input_tokens": input_tokens, "output_tokens": output_tokens,
+            "cache_read_input_tokens": cache_read, "cache_creation_input_tokens": cache_creation}
 
 
 def message(msg_id: str, model: str, text: str, stop_reason: Optional[str], use: Dict[str, int]) -> Dict:
     """Returns a complete Messages API `message` object."""
-    return {
-        "id": msg_id, "type": "message", "role": "assistant", "model": model,
-        "content": [{"type": "text", "text": text}] if text else [],
-        "stop_reason": stop_reason, "stop_sequence": None, "usage": use,
-    }
+    return {"id": msg_id, "type": "message", "role": "assistant", "model": model,
+            "content": [{"type": "text", "text": text}] if text else [],
+            "stop_reason": stop_reason, "stop_sequence": None, "usage": use}
+
+
+def dumps(data) -> bytes:
+    """Returns data as compact JSON bytes."""
+    return json.dumps(data, separators=(",", ":")).encode()
 
 
 def sse(event: str, data) -> bytes:
     """Returns one server-sent event, encoded."""
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+    return b"event: " + event.encode() + b"\ndata: " + dumps(data) + b"\n\n"
 
 
 def stream_head(msg_id: str, model: str, use: Dict[str, int]) -> List[bytes]:
-    """Returns the events a message stream starts with: message_start (output 1 placeholder), block start, ping."""
-    start_usage = dict(use, output_tokens=1)
+    """Returns the events a message stream starts with: message_start (output_tokens 1, a placeholder), block, ping."""
     return [
-        sse("message_start", {"type": "message_start", "message": message(msg_id, model, "", None, start_usage)}),
+        sse("message_start", {"type": "message_start",
+                              "message": message(msg_id, model, "", None, dict(use, output_tokens=1))}),
         sse("content_block_start", {"type": "content_block_start", "index": 0,
                                     "content_block": {"type": "text", "text": ""}}),
         sse("ping", {"type": "ping"}),
@@ -65,7 +80,7 @@ def delta(i: int) -> bytes:
 
 
 def stream_tail(stop_reason: str, output_tokens: int) -> List[bytes]:
-    """Returns the events that end a message stream, with the final output token count in message_delta."""
+    """Returns the events that end a message stream; message_delta carries the final output token count."""
     return [
         sse("content_block_stop", {"type": "content_block_stop", "index": 0}),
         sse("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": None},
@@ -74,65 +89,110 @@ def stream_tail(stop_reason: str, output_tokens: int) -> List[bytes]:
     ]
 
 
-def error_body(error_type: str, message_text: str) -> Dict:
+def error_body(error_type: str, message_text: Optional[str] = None) -> Dict:
     """Returns an API error body."""
-    return {"type": "error", "error": {"type": error_type, "message": message_text}}
-
-
-ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-               404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 500: "api_error",
-               503: "api_error", 529: "overloaded_error"}
+    text = message_text or ERROR_MESSAGES.get(error_type, error_type.replace("_", " "))
+    return {"type": "error", "error": {"type": error_type, "message": text}}
 
 
 def completion(comp_id: str, model: str, text: str, stop_reason: Optional[str]) -> Dict:
-    """Returns a legacy Text Completions object (or stream event)."""
-    return {"type": "completion", "id": comp_id, "completion": text, "stop_reason": stop_reason, "model": model}
+    """Returns a legacy Text Completions object (also the data of each streamed `completion` event)."""
+    return {"type": "completion", "id": comp_id, "completion": text, "stop_reason": stop_reason, "model": model,
+            "stop": None, "log_id": comp_id}
 
 
-def batch(batch_id: str, status: str = "in_progress", count: int = 1) -> Dict:
-    """Returns a message_batch object."""
+def rfc3339(epoch: float) -> str:
+    """Returns a UTC timestamp as the API writes them."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def batch(batch_id: str, status: str, count: int, created: float, results_url: Optional[str]) -> Dict:
+    """Returns a message_batch object: in_progress, canceling, or ended with every request succeeded/canceled."""
     ended = status == "ended"
+    counts = {"processing": 0 if ended else count, "succeeded": count if ended else 0,
+              "errored": 0, "canceled": 0, "expired": 0}
     return {
-        "id": batch_id, "type": "message_batch", "processing_status": status,
-        "request_counts": {"processing": 0 if ended else count, "succeeded": count if ended else 0,
-                           "errored": 0, "canceled": 0, "expired": 0},
-        "created_at": "2026-01-01T00:00:00Z", "expires_at": "2026-01-02T00:00:00Z",
-        "ended_at": "2026-01-01T00:05:00Z" if ended else None, "archived_at": None,
-        "cancel_initiated_at": "2026-01-01T00:01:00Z" if status == "canceling" else None,
-        "results_url": None,
+        "id": batch_id, "type": "message_batch", "processing_status": status, "request_counts": counts,
+        "created_at": rfc3339(created), "expires_at": rfc3339(created + 86400),
+        "ended_at": rfc3339(created + 1) if ended else None, "archived_at": None,
+        "cancel_initiated_at": rfc3339(created + 1) if status == "canceling" else None,
+        "results_url": results_url if ended else None,
     }
 
 
-def page(items: List[Dict]) -> Dict:
-    """Returns a list page the SDK's paginators accept."""
-    return {"data": items, "has_more": False, "first_id": items[0]["id"] if items else None,
-            "last_id": items[-1]["id"] if items else None}
+def batch_results(requests: List[Tuple[str, str]]) -> bytes:
+    """Returns the JSONL results of a batch whose (custom_id, model) requests all succeeded."""
+    lines = []
+    for i, (custom_id, model) in enumerate(requests):
+        msg = message(f"msg_sim_batch_{i:010d}", model, text_of(3), "end_turn", usage(10, 3, 0, 0))
+        lines.append(dumps({"custom_id": custom_id, "result": {"type": "succeeded", "message": msg}}))
+    return b"\n".join(lines) + b"\n"
 
 
-MODELS = ("claude-opus-4-1", "claude-sonnet-4-5", "claude-haiku-4-5")
+def page(items: List[Dict], query: str = "") -> Dict:
+    """Returns the list page a query (limit, after_id, before_id) selects, as the SDK's paginators expect.
+
+    Old SDKs (0.40) page on until a page comes back empty, so after_id must really move past the items.
+    """
+    params = parse_qs(query)
+    ids = [item["id"] for item in items]
+    try:
+        limit = max(1, min(int(params.get("limit", ["20"])[0]), 1000))
+    except ValueError:
+        limit = 20
+    if "after_id" in params:
+        after = params["after_id"][0]
+        start = ids.index(after) + 1 if after in ids else len(ids)
+        chosen, more = items[start:start + limit], start + limit < len(items)
+    elif "before_id" in params:
+        before = params["before_id"][0]
+        end = ids.index(before) if before in ids else 0
+        chosen, more = items[max(end - limit, 0):end], end - limit > 0
+    else:
+        chosen, more = items[:limit], limit < len(items)
+    return {"data": chosen, "has_more": more, "first_id": chosen[0]["id"] if chosen else None,
+            "last_id": chosen[-1]["id"] if chosen else None}
 
 
-def models_page() -> Dict:
-    """Returns the /v1/models list page."""
-    return page([{"type": "model", "id": m, "display_name": m, "created_at": "2025-01-01T00:00:00Z"} for m in MODELS])
+def model_info(model_id: str) -> Dict:
+    """Returns a /v1/models entry."""
+    return {"type": "model", "id": model_id, "display_name": model_id, "created_at": CREATED}
+
+
+def ratelimit_headers(requests_used: int, tokens_used: int, input_used: int, output_used: int,
+                      reset: str) -> Dict[str, str]:
+    """Returns the anthropic-ratelimit-* headers for what was used in the current window (remaining decreases)."""
+    headers = {}
+    for kind, limit, used in (("requests", 50_000, requests_used), ("tokens", 20_000_000, tokens_used),
+                              ("input-tokens", 16_000_000, input_used), ("output-tokens", 4_000_000, output_used)):
+        headers[f"anthropic-ratelimit-{kind}-limit"] = str(limit)
+        # A very long run wraps around instead of reaching 0, which would look like real throttling.
+        headers[f"anthropic-ratelimit-{kind}-remaining"] = str(limit - used % limit)
+        headers[f"anthropic-ratelimit-{kind}-reset"] = reset
+    return headers
+
+
+BATCHES = "/v1/messages/batches"
 
 
 def route(method: str, path: str) -> Tuple[str, Optional[str]]:
-    """Returns (endpoint name, id) for a request path; endpoint 'unknown' for anything else."""
+    """Returns (endpoint name, id in the path) for a request; endpoint "unknown" for anything not simulated."""
     path = path.split("?", 1)[0].rstrip("/")
-    parts = path.split("/")
-    if method == "POST" and path == "/v1/messages":
-        return "messages", None
-    if method == "POST" and path == "/v1/messages/count_tokens":
-        return "count_tokens", None
-    if method == "POST" and path == "/v1/complete":
-        return "complete", None
-    if path == "/v1/messages/batches":
+    if method == "POST" and path in ("/v1/messages", "/v1/messages/count_tokens", "/v1/complete"):
+        return {"/v1/messages": "messages", "/v1/messages/count_tokens": "count_tokens",
+                "/v1/complete": "complete"}[path], None
+    if path == BATCHES and method in ("POST", "GET"):
         return ("batch_create" if method == "POST" else "batch_list"), None
-    if len(parts) == 5 and parts[:4] == ["", "v1", "messages", "batches"] and method == "GET":
-        return "batch_get", parts[4]
-    if len(parts) == 6 and parts[:4] == ["", "v1", "messages", "batches"] and parts[5] == "cancel":
-        return "batch_cancel", parts[4]
+    if path.startswith(BATCHES + "/"):
+        rest = path[len(BATCHES) + 1:].split("/")
+        if len(rest) == 1 and method in ("GET", "DELETE"):
+            return ("batch_get" if method == "GET" else "batch_delete"), rest[0]
+        if len(rest) == 2 and rest[1] == "cancel" and method == "POST":
+            return "batch_cancel", rest[0]
+        if len(rest) == 2 and rest[1] == "results" and method == "GET":
+            return "batch_results", rest[0]
     if method == "GET" and path == "/v1/models":
         return "models", None
+    if method == "GET" and path.startswith("/v1/models/") and path.count("/") == 3:
+        return "model_get", path.rsplit("/", 1)[1]
     return "unknown", None
