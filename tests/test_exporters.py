@@ -134,7 +134,7 @@ def test_exposition_counters_histograms_gauges_and_exemplars():
     assert "# UNIT gen_ai_client_operation_duration_seconds seconds" in om
     bucket = next(line for line in om.splitlines() if line.startswith("gen_ai_client_operation_duration_seconds_"
                                                                        "bucket") and 'le="1.0"' in line)
-    assert f'# {{span_id="' in bucket and f'trace_id="{trace_id}"}} 0.5' in bucket
+    assert '# {span_id="' in bucket and f'trace_id="{trace_id}"}} 0.5' in bucket
     assert om.rstrip().endswith("# EOF")
     # The SDK hands an exemplar to one collection only; the reader keeps it for every later scrape.
     assert f'trace_id="{trace_id}"' in generate_openmetrics(registry).decode()
@@ -179,6 +179,7 @@ def test_otlp_settings_from_the_standard_variables():
         {"traces": True, "metrics": False}
     assert otlp.signals({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c", "OTEL_METRICS_EXPORTER": "none"}) == \
         {"traces": True, "metrics": False}
+    assert otlp.signals({"OTEL_METRICS_EXPORTER": "otlp"}) == {"traces": False, "metrics": True}
     assert otlp.signals({}, explicit=True) == {"traces": True, "metrics": True}
     assert otlp.signals({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c"}, explicit=False) == \
         {"traces": False, "metrics": False}
@@ -302,10 +303,12 @@ def test_otlp_receives_spans_and_metrics_of_real_calls(sim, protocol):
         receiver.stop()
 
 
-def test_forked_worker_exports_its_own_series_without_the_parents_counts(sim):
-    receiver = HttpReceiver()
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_forked_worker_exports_its_own_series_without_the_parents_counts(sim, protocol):
+    receiver = GrpcReceiver() if protocol == "grpc" else HttpReceiver()
     try:
-        lines, _ = run_app(sim, OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint, OTEL_METRIC_EXPORT_INTERVAL=60000,
+        lines, _ = run_app(sim, OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
+                           OTEL_METRIC_EXPORT_INTERVAL=60000, OTEL_BSP_SCHEDULE_DELAY=100,
                            APP_CALLS=1, APP_RETRY_CALLS=0, APP_STREAMS=0, APP_FORK=2)
         [child] = [line for line in lines if line.get("child")]
         parent = lines[-1]

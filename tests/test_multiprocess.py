@@ -7,7 +7,6 @@ recycled by --max-requests).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil

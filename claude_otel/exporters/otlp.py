@@ -38,8 +38,9 @@ class OTLPSettingError(ValueError):
 def signals(env: Mapping[str, str], explicit: Optional[bool] = None) -> Dict[str, bool]:
     """Returns which signals go to OTLP: all with explicit=True, none with False, else per endpoint variable.
 
-    A signal is on when OTEL_EXPORTER_OTLP_ENDPOINT or its own OTEL_EXPORTER_OTLP_<SIGNAL>_ENDPOINT is set,
-    unless OTEL_<SIGNAL>_EXPORTER is set without "otlp" in it (e.g. "none").
+    A signal is on when OTEL_EXPORTER_OTLP_ENDPOINT or its own OTEL_EXPORTER_OTLP_<SIGNAL>_ENDPOINT is set, or
+    when OTEL_<SIGNAL>_EXPORTER names "otlp" (then the SDK's default endpoint, localhost); it is off when
+    OTEL_<SIGNAL>_EXPORTER is set without "otlp" in it (e.g. "none").
     """
     if explicit is not None:
         return {s: bool(explicit) for s in SIGNALS}
@@ -48,10 +49,9 @@ def signals(env: Mapping[str, str], explicit: Optional[bool] = None) -> Dict[str
         endpoint = env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT")
         chosen = env.get(f"OTEL_{signal.upper()}_EXPORTER")
         if chosen is not None and chosen.strip():
-            wanted = "otlp" in [part.strip().lower() for part in chosen.split(",")]
+            on[signal] = "otlp" in [part.strip().lower() for part in chosen.split(",")]
         else:
-            wanted = True
-        on[signal] = bool(endpoint and endpoint.strip()) and wanted
+            on[signal] = bool(endpoint and endpoint.strip())
     return on
 
 

@@ -36,6 +36,7 @@ from opentelemetry.sdk.metrics.export import Histogram as HistogramData
 from prometheus_client.core import (
     CollectorRegistry, CounterMetricFamily, Exemplar, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily,
 )
+from prometheus_client.samples import Sample
 
 logger = logging.getLogger("claude_otel")
 
@@ -176,26 +177,35 @@ def _copy(sample: dict) -> dict:
 
 
 def families(snap: Dict[str, dict]):
-    """Yields prometheus_client metric families for a snapshot (with OpenMetrics UNIT metadata)."""
+    """Yields prometheus_client metric families for a snapshot (with OpenMetrics UNIT metadata).
+
+    Each sample keeps its own label set: an attribute only some data points have (error.type) is absent from
+    the others rather than exposed as an empty label.
+    """
     for name in sorted(snap):
         family = snap[name]
         samples = family["samples"]
         if not samples:
             continue
-        labels = sorted({label for key in samples for label, _ in key})
         unit = _unit_of(name)
         if family["type"] == "counter":
-            out = CounterMetricFamily(name, family["help"], labels=labels, unit=unit)
+            out = CounterMetricFamily(name, family["help"], unit=unit)
             for key, sample in samples.items():
-                out.add_metric(_values(key, labels), sample["value"])
+                out.samples.append(Sample(out.name + "_total", dict(key), sample["value"]))
         elif family["type"] == "gauge":
-            out = GaugeMetricFamily(name, family["help"], labels=labels, unit=unit)
+            out = GaugeMetricFamily(name, family["help"], unit=unit)
             for key, sample in samples.items():
-                out.add_metric(_values(key, labels), sample["value"])
+                out.samples.append(Sample(name, dict(key), sample["value"]))
         else:
-            out = HistogramMetricFamily(name, family["help"], labels=labels, unit=unit)
+            out = HistogramMetricFamily(name, family["help"], unit=unit)
             for key, sample in samples.items():
-                out.add_metric(_values(key, labels), _buckets(sample), sample["sum"])
+                labels = dict(key)
+                buckets = _buckets(sample)
+                for bucket in buckets:
+                    out.samples.append(Sample(name + "_bucket", dict(labels, le=bucket[0]), bucket[1], None,
+                                              bucket[2] if len(bucket) > 2 else None))
+                out.samples.append(Sample(name + "_count", labels, buckets[-1][1]))
+                out.samples.append(Sample(name + "_sum", labels, sample["sum"]))
         yield out
 
 
@@ -213,11 +223,6 @@ def target_info(attributes) -> Optional[InfoMetricFamily]:
         return None
     values = {label_name(k): label_value(v) for k, v in attributes.items() if k != "service.instance.id"}
     return InfoMetricFamily("target", "Target metadata", value=values)
-
-
-def _values(key, labels: List[str]) -> List[str]:
-    found = dict(key)
-    return [found.get(label, "") for label in labels]
 
 
 def _buckets(sample: dict) -> List[tuple]:

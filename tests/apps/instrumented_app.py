@@ -70,6 +70,7 @@ result = {
     "pid": os.getpid(),
 }
 if os.environ.get("APP_FORK"):
+    handle.force_flush(5)  # the parent's exporters have connected before the fork
     pid = os.fork()
     if pid == 0:
         for _ in range(int(os.environ["APP_FORK"])):
