@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -9,9 +10,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_overhead_benchmark_runs_and_prints_its_table():
+def test_overhead_benchmark_runs_and_prints_its_table(tmp_path):
+    out = tmp_path / "overhead.json"
     result = subprocess.run([sys.executable, "tests/benchmarks/overhead.py", "--quick", "--only", "bare,claude-otel",
-                             "--python", sys.executable], capture_output=True, text=True, cwd=ROOT, timeout=600)
+                             "--python", sys.executable, "--json", str(out)],
+                            capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
+    # The tables and the target lines are printed; whether a target passes is not a test's business.
     assert "| configuration |" in result.stdout and "| claude-otel |" in result.stdout
     assert "per streamed event" in result.stdout and "startup" in result.stdout
+    assert any(line.startswith(("PASS", "FAIL")) for line in result.stdout.splitlines())
+    data = json.loads(out.read_text())
+    assert set(data["results"]) == {"bare", "claude-otel"}
+    assert data["results"]["claude-otel"]["census"]["call"]["spans"] > 0

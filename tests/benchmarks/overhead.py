@@ -1,14 +1,30 @@
 """Overhead of claude-otel against the bare SDK, the SDK's own span and other Anthropic instrumentations.
 
-    .venv/bin/python tests/benchmarks/overhead.py --setup     # once: .venvs/bench with the other instrumentations
-    .venv/bin/python tests/benchmarks/overhead.py             # the table and the pass/fail lines
-    .venv/bin/python tests/benchmarks/overhead.py --quick --only bare,claude-otel
+    .venv/bin/python tests/benchmarks/overhead.py --setup      # once: .venvs/bench with the other instrumentations
+    .venv/bin/python tests/benchmarks/overhead.py              # the tables and the PASS/FAIL lines (~5 minutes)
+    .venv/bin/python tests/benchmarks/overhead.py --quick --only bare,claude-otel     # a smoke run
 
-Every configuration runs in its own fresh process against an in-process transport (httpx2.MockTransport,
-canned Messages API bodies: no network noise), with the same OpenTelemetry SDK providers: a
-BatchSpanProcessor into memory, flushed inside the timed region, and an InMemoryMetricReader collected
-inside the timed region.  CPU time (process_time) per batch; medians of batches with min-max spread.
-Per-event cost is the slope between streams of 1000 and of 10 events, so per-call work cancels out.
+How it measures:
+
+* Every configuration runs in its own fresh process, against an in-process transport (`httpx2.MockTransport`,
+  canned Messages API bodies: one JSON message, SSE streams of 1000 and of 10 content_block_delta events), so
+  there is no network noise.  Every process sets up the same OpenTelemetry SDK providers: a TracerProvider with
+  a BatchSpanProcessor into an InMemorySpanExporter and a MeterProvider with an InMemoryMetricReader.  At the
+  end of every timed batch the spans are flushed (`force_flush()`) and the metrics collected INSIDE the timed
+  region, so an instrumentation that defers or drops work cannot flatter its figures.
+* The configurations' processes stay alive side by side and take turns batch by batch, in a rotating order
+  (round r, workload w: every configuration runs one batch of w).  An overhead is the difference to the bare
+  SDK's batch of the same round, and the figure is the median of those paired differences over the rounds,
+  with their interquartile range: a noisy neighbour on a shared machine slows a round, not one configuration.
+* CPU time (`time.process_time_ns`, every thread of the process, so the span processor's export thread too);
+  wall time alongside.  Per streamed event: the slope between 1000-event and 10-event streams, so the
+  call's own cost cancels out (the plain "1000-event stream / 1000" figure, which includes it, is in --json).
+* What each configuration recorded is counted in an untimed pass afterwards (spans, span attributes and events,
+  synchronous metric records per call and per stream), so nobody wins by recording less; so are the bytes a
+  stream holds on to per event while it is read (tracemalloc), RSS and live-object growth over 20,000 calls
+  after a warm-up, and — in fresh interpreters — what `import claude_otel` + `instrument()` add to startup.
+
+Tests never time anything: tests/test_benchmark_smoke.py only checks that a --quick run works.
 """
 
 from __future__ import annotations
@@ -17,30 +33,44 @@ import argparse
 import json
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH_VENV = ROOT / ".venvs" / "bench"
+REQUIREMENTS = Path(__file__).with_name("requirements.txt")
+MODEL = "claude-haiku-4-5"  # not in the SDK's deprecated-model table: no DeprecationWarning per call
+PREFIX = "@@"  # the child's protocol lines; anything else a library prints is ignored
+
 CONFIGS = {
-    "bare": "the SDK alone, its own tracing off",
-    "sdk-span": "the SDK's own call span (anthropic >= 1.14)",
+    "bare": "the SDK alone, its own tracing off (ANTHROPIC_OPEN_TELEMETRY=false)",
+    "sdk-span": "the SDK's own call span (anthropic >= 1.14, global TracerProvider set)",
     "claude-otel": "claude-otel: operation span + attempt span + all default metrics, SDK tracing off",
-    "claude-otel+sdk": "claude-otel enriching the SDK's own span",
-    "openllmetry": "opentelemetry-instrumentation-anthropic (OpenLLMetry)",
-    "openinference": "openinference-instrumentation-anthropic",
+    "claude-otel+sdk": "claude-otel enriching the SDK's own span (SDK tracing on)",
+    "openllmetry": "opentelemetry-instrumentation-anthropic (OpenLLMetry), SDK tracing off",
+    "openinference": "openinference-instrumentation-anthropic, SDK tracing off",
+    "openlit": "OpenLIT's Anthropic instrumentation, SDK tracing off (only when openlit is installed)",
 }
-MESSAGE = {"id": "msg_bench", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+SDK_TRACING = {"sdk-span", "claude-otel+sdk"}
+THIRD_PARTY = ("openllmetry", "openinference", "openlit")
+WORKLOADS = ("call", "acall", "stream1000", "stream10", "astream1000", "astream10")
+
+MESSAGE = {"id": "msg_bench", "type": "message", "role": "assistant", "model": MODEL,
            "content": [{"type": "text", "text": "Hello there"}], "stop_reason": "end_turn", "stop_sequence": None,
            "usage": {"input_tokens": 12, "output_tokens": 3}}
 
 
-# -- the child: one configuration in a fresh process ---------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------
+# The child: one configuration in a fresh process, driven over stdin/stdout.
+# ---------------------------------------------------------------------------------------------------------------
 
 def sse_body(events: int) -> bytes:
+    """Returns a Messages API event stream with `events` content_block_delta events."""
     def ev(name, data):
         return f"event: {name}\ndata: {json.dumps(data)}\n\n"
 
@@ -48,294 +78,614 @@ def sse_body(events: int) -> bytes:
     parts = [ev("message_start", {"type": "message_start", "message": start}),
              ev("content_block_start", {"type": "content_block_start", "index": 0,
                                         "content_block": {"type": "text", "text": ""}})]
-    delta = ev("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                       "delta": {"type": "text_delta", "text": "tok "}})
-    parts += [delta] * events
+    parts += [ev("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                         "delta": {"type": "text_delta", "text": "tok "}})] * events
     parts += [ev("content_block_stop", {"type": "content_block_stop", "index": 0}),
-              ev("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn",
-                                                                       "stop_sequence": None},
+              ev("message_delta", {"type": "message_delta",
+                                   "delta": {"stop_reason": "end_turn", "stop_sequence": None},
                                    "usage": {"output_tokens": events}}),
               ev("message_stop", {"type": "message_stop"})]
     return "".join(parts).encode()
 
 
-def child(config: str, quick: bool, memory: bool = True) -> dict:
-    if config in ("bare", "claude-otel", "openllmetry", "openinference"):
-        os.environ["ANTHROPIC_OPEN_TELEMETRY"] = "false"
-    import anthropic
-    import anthropic._base_client as base
-    from opentelemetry import metrics, trace
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+class Child:
+    """One configuration: the providers, the instrumentation, a sync and an async client, the workloads."""
 
-    hx = getattr(base, "httpx2", None) or base.httpx
-    exporter = InMemorySpanExporter()
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=200_000,
-                                                          schedule_delay_millis=60_000))
-    reader = InMemoryMetricReader()
-    meter_provider = MeterProvider(metric_readers=[reader])
-    trace.set_tracer_provider(tracer_provider)
-    metrics.set_meter_provider(meter_provider)
+    def __init__(self, config: str) -> None:
+        if config not in SDK_TRACING:
+            os.environ["ANTHROPIC_OPEN_TELEMETRY"] = "false"
+        import warnings
 
-    if config.startswith("claude-otel"):
-        from claude_otel import ClaudeInstrumentor
+        warnings.simplefilter("ignore")
+        import asyncio
 
-        ClaudeInstrumentor().instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
-    elif config == "openllmetry":
-        from opentelemetry.instrumentation.anthropic import AnthropicInstrumentor
+        import anthropic
+        import anthropic._base_client as base
+        from opentelemetry import metrics, trace
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-        AnthropicInstrumentor().instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
-    elif config == "openinference":
-        from openinference.instrumentation.anthropic import AnthropicInstrumentor
+        self.config = config
+        self.anthropic_version = anthropic.__version__
+        if config in SDK_TRACING and not _has_sdk_tracing():
+            raise RuntimeError(f"anthropic {anthropic.__version__} has no tracing of its own (needs >= 1.14)")
+        hx = getattr(base, "httpx2", None) or base.httpx
+        self.exporter = InMemorySpanExporter()
+        self.tracer_provider = TracerProvider()
+        self.tracer_provider.add_span_processor(
+            BatchSpanProcessor(self.exporter, max_queue_size=100_000, schedule_delay_millis=60_000))
+        self.reader = InMemoryMetricReader()
+        self.meter_provider = MeterProvider(metric_readers=[self.reader])
+        trace.set_tracer_provider(self.tracer_provider)
+        metrics.set_meter_provider(self.meter_provider)
+        self._instrument(config)
 
-        AnthropicInstrumentor().instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+        bodies = {1000: sse_body(1000), 10: sse_body(10)}
+        message = json.dumps(MESSAGE).encode()
+        json_headers = {"content-type": "application/json", "request-id": "req_bench"}
+        sse_headers = {"content-type": "text/event-stream", "request-id": "req_bench"}
 
-    bodies = {10: sse_body(10), 1000: sse_body(1000)}
-    message = json.dumps(MESSAGE).encode()
+        def handler(request):
+            body = json.loads(request.content)
+            if body.get("stream"):
+                return hx.Response(200, content=bodies[body["max_tokens"]], headers=sse_headers)
+            return hx.Response(200, content=message, headers=json_headers)
 
-    def handler(request):
-        body = json.loads(request.content)
-        if body.get("stream"):
-            return hx.Response(200, content=bodies[body["max_tokens"]],
-                               headers={"content-type": "text/event-stream", "request-id": "req_bench"})
-        return hx.Response(200, content=message, headers={"content-type": "application/json",
-                                                          "request-id": "req_bench"})
+        async def ahandler(request):
+            return handler(request)
 
-    client = anthropic.Anthropic(api_key="k", base_url="http://bench.local",
-                                 http_client=hx.Client(transport=hx.MockTransport(handler)))
+        self.client = anthropic.Anthropic(api_key="bench", base_url="http://bench.local",
+                                          http_client=hx.Client(transport=hx.MockTransport(handler)))
+        self.aclient = anthropic.AsyncAnthropic(api_key="bench", base_url="http://bench.local",
+                                                http_client=hx.AsyncClient(transport=hx.MockTransport(ahandler)))
+        self.loop = asyncio.new_event_loop()
+        messages = [{"role": "user", "content": "Hello"}]
+        client, aclient, loop = self.client, self.aclient, self.loop
 
-    async def ahandler(request):
-        return handler(request)
+        def calls(k):
+            for _ in range(k):
+                client.messages.create(model=MODEL, max_tokens=64, messages=messages)
 
-    aclient = anthropic.AsyncAnthropic(api_key="k", base_url="http://bench.local",
-                                       http_client=hx.AsyncClient(transport=hx.MockTransport(ahandler)))
-    msgs = [{"role": "user", "content": "Hello"}]
+        def streams(k, n):
+            for _ in range(k):
+                for _ in client.messages.create(model=MODEL, max_tokens=n, messages=messages, stream=True):
+                    pass
 
-    def call():
-        client.messages.create(model="claude-sonnet-4-5", max_tokens=64, messages=msgs)
+        async def acalls(k):
+            for _ in range(k):
+                await aclient.messages.create(model=MODEL, max_tokens=64, messages=messages)
 
-    def stream(n):
-        for _ in client.messages.create(model="claude-sonnet-4-5", max_tokens=n, messages=msgs, stream=True):
-            pass
+        async def astreams(k, n):
+            for _ in range(k):
+                async for _ in await aclient.messages.create(model=MODEL, max_tokens=n, messages=messages,
+                                                             stream=True):
+                    pass
 
-    import asyncio
+        self.workloads = {
+            "call": calls,
+            "acall": lambda k: loop.run_until_complete(acalls(k)),
+            "stream1000": lambda k: streams(k, 1000),
+            "stream10": lambda k: streams(k, 10),
+            "astream1000": lambda k: loop.run_until_complete(astreams(k, 1000)),
+            "astream10": lambda k: loop.run_until_complete(astreams(k, 10)),
+        }
+        self._messages = messages
 
-    loop = asyncio.new_event_loop()
+    def _instrument(self, config: str) -> None:
+        tp, mp = self.tracer_provider, self.meter_provider
+        if config.startswith("claude-otel"):
+            from claude_otel import ClaudeInstrumentor
 
-    async def acalls(k):
-        for _ in range(k):
-            await aclient.messages.create(model="claude-sonnet-4-5", max_tokens=64, messages=msgs)
+            ClaudeInstrumentor().instrument(tracer_provider=tp, meter_provider=mp)
+        elif config == "openllmetry":
+            from opentelemetry.instrumentation.anthropic import AnthropicInstrumentor
 
-    async def astreams(k, n):
-        for _ in range(k):
-            async for _ in await aclient.messages.create(model="claude-sonnet-4-5", max_tokens=n, messages=msgs,
-                                                         stream=True):
-                pass
+            AnthropicInstrumentor().instrument(tracer_provider=tp, meter_provider=mp)
+        elif config == "openinference":
+            from openinference.instrumentation.anthropic import AnthropicInstrumentor
 
-    def flush():
-        tracer_provider.force_flush()
-        reader.get_metrics_data()
+            AnthropicInstrumentor().instrument(tracer_provider=tp, meter_provider=mp)
+        elif config == "openlit":
+            import openlit
 
-    def measure(fn, per_batch: int, batches: int) -> list:
-        fn(max(per_batch // 10, 1))  # warm-up
-        flush()
-        exporter.clear()
-        out = []
-        for _ in range(batches):
-            start = time.process_time_ns()
-            fn(per_batch)
-            flush()
-            out.append((time.process_time_ns() - start) / per_batch / 1000.0)
+            openlit.init(tracer=tp.get_tracer("openlit"), meter=mp.get_meter("openlit"), collect_gpu_stats=False,
+                         disabled_instrumentors=[], otlp_endpoint=None)
+
+    def flush(self) -> None:
+        self.tracer_provider.force_flush()
+        self.reader.get_metrics_data()
+
+    def run(self, workload: str, n: int) -> dict:
+        """Times n iterations of a workload, the span flush and the metric collection included."""
+        fn = self.workloads[workload]
+        cpu, wall = time.process_time_ns(), time.perf_counter_ns()
+        fn(n)
+        self.flush()
+        cpu, wall = time.process_time_ns() - cpu, time.perf_counter_ns() - wall
+        self.exporter.clear()
+        return {"cpu_us": cpu / n / 1000.0, "wall_us": wall / n / 1000.0}
+
+    # -- untimed: what was recorded, memory -------------------------------------------------------------------
+
+    def census(self) -> dict:
+        """Counts the spans, span attributes and events, and synchronous metric records of calls and streams."""
+        from opentelemetry.sdk.metrics._internal import measurement_consumer as mc
+
+        consumer = mc.SynchronousMeasurementConsumer
+        original = consumer.consume_measurement
+        count = [0]
+
+        def counting(self_, measurement):
+            count[0] += 1
+            return original(self_, measurement)
+
+        consumer.consume_measurement = counting
+        try:
+            out = {}
+            for name, workload, n in (("call", "call", 20), ("acall", "acall", 20), ("stream1000", "stream1000", 3),
+                                      ("stream10", "stream10", 3), ("astream1000", "astream1000", 3)):
+                self.flush()
+                self.exporter.clear()
+                count[0] = 0
+                self.workloads[workload](n)
+                self.flush()
+                spans = self.exporter.get_finished_spans()
+                out[name] = {
+                    "spans": len(spans) / n,
+                    "span_attributes": sum(len(s.attributes or {}) for s in spans) / n,
+                    "span_events": sum(len(s.events) for s in spans) / n,
+                    "metric_records": count[0] / n,
+                }
+                self.exporter.clear()
+        finally:
+            consumer.consume_measurement = original
+        series = 0
+        data = self.reader.get_metrics_data()
+        for rm in (data.resource_metrics if data else []):
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    series += len(metric.data.data_points)
+        out["metric_series"] = series
+        out["stream_bytes_held_per_event"] = self._held_per_event()
         return out
 
-    batches = 3 if quick else 5
-    n_calls = 100 if quick else 400
-    n_streams = 4 if quick else 12
-    result = {"config": config, "anthropic": anthropic.__version__}
-    result["call_us"] = measure(lambda k: [call() for _ in range(k)], n_calls, batches)
-    spans_per_call = len(exporter.get_finished_spans()) / (n_calls * batches)
-    result["acall_us"] = measure(lambda k: loop.run_until_complete(acalls(k)), n_calls, batches)
-    long_ = measure(lambda k: [stream(1000) for _ in range(k)], n_streams, batches)
-    short = measure(lambda k: [stream(10) for _ in range(k)], n_streams * 4, batches)
-    result["event_us"] = [(a - b) / 990.0 for a, b in zip(long_, short)]
-    along = measure(lambda k: loop.run_until_complete(astreams(k, 1000)), n_streams, batches)
-    ashort = measure(lambda k: loop.run_until_complete(astreams(k, 10)), n_streams * 4, batches)
-    result["aevent_us"] = [(a - b) / 990.0 for a, b in zip(along, ashort)]
-    result["spans_per_call"] = spans_per_call
-    data = reader.get_metrics_data()
-    records = series = 0
-    for rm in (data.resource_metrics if data else []):
-        for sm in rm.scope_metrics:
-            for m in sm.metrics:
-                for p in m.data.data_points:
-                    series += 1
-                    records += getattr(p, "count", 0)
-    result["metric_series"] = series
-    # memory: RSS growth over 20,000 calls after warm-up (spans flushed and cleared as they go)
-    total = 2000 if quick else 20_000
-    if not memory:
-        result["rss_growth_kib"], result["calls_for_memory"] = None, 0
-        return result
+    def _held_per_event(self) -> float:
+        """Bytes that stay allocated per event while a 1000-event stream is read (events 100 to 900)."""
+        import tracemalloc
 
-    def rss_kib():
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+        tracemalloc.start()
+        try:
+            marks = {}
+            stream = self.client.messages.create(model=MODEL, max_tokens=1000, messages=self._messages, stream=True)
+            for i, _ in enumerate(stream):
+                if i in (100, 900):
+                    marks[i] = tracemalloc.get_traced_memory()[0]
+            return (marks[900] - marks[100]) / 800.0
+        finally:
+            tracemalloc.stop()
 
-    for _ in range(2000):
-        call()
-    flush()
-    exporter.clear()
-    before = rss_kib()
-    for i in range(total):
-        call()
-        if i % 2000 == 1999:
-            flush()
-            exporter.clear()
-    flush()
-    exporter.clear()
-    result["rss_growth_kib"] = rss_kib() - before
-    result["calls_for_memory"] = total
-    return result
+    def memory(self, calls: int) -> dict:
+        """RSS and live-object growth over `calls` calls after a warm-up (spans exported and dropped as they go)."""
+        import gc
+
+        def settle():
+            self.flush()
+            self.exporter.clear()
+            gc.collect()
+
+        def rss_kib():
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
+        work = self.workloads["call"]
+        step = 1000  # the same step in warm-up and measurement, so the span queue's high-water mark is reached
+        for _ in range(3):
+            work(step)
+            settle()
+        rss, objects = rss_kib(), len(gc.get_objects())
+        done = 0
+        while done < calls:
+            work(min(step, calls - done))
+            done += step
+            self.flush()
+            self.exporter.clear()
+        settle()
+        live_ops = None
+        if self.config.startswith("claude-otel"):
+            from claude_otel.operation import Attempt, Operation
+
+            live_ops = sum(1 for o in gc.get_objects() if type(o) in (Operation, Attempt))
+        return {"calls": calls, "rss_growth_kib": rss_kib() - rss,
+                "objects_growth": len(gc.get_objects()) - objects, "live_operations": live_ops}
 
 
-def startup(python: str, config: str, runs: int) -> list:
-    code = {"bare": "import anthropic",
-            "claude-otel": "import anthropic, claude_otel; claude_otel.ClaudeInstrumentor().instrument()"}[config]
-    times = []
+def _has_sdk_tracing() -> bool:
+    try:
+        import anthropic._tracing  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def child_main(config: str) -> int:
+    def send(payload) -> None:
+        sys.stdout.write(PREFIX + json.dumps(payload) + "\n")
+        sys.stdout.flush()
+
+    try:
+        child = Child(config)
+        for workload in WORKLOADS:  # warm-up: imports, caches, first-call paths
+            child.run(workload, 2 if "1000" in workload else 20)
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which skips the configuration
+        send({"error": f"{type(exc).__name__}: {exc}"})
+        return 1
+    send({"ready": True, "anthropic": child.anthropic_version})
+    for line in sys.stdin:
+        command = json.loads(line)
+        op = command["op"]
+        if op == "run":
+            send(child.run(command["workload"], command["n"]))
+        elif op == "census":
+            send(child.census())
+        elif op == "memory":
+            send(child.memory(command["calls"]))
+        elif op == "quit":
+            break
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The parent: start the configurations, take turns, compare, report.
+# ---------------------------------------------------------------------------------------------------------------
+
+class Runner:
+    """A child process for one configuration."""
+
+    def __init__(self, python: str, config: str) -> None:
+        self.config = config
+        self.stderr = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen([python, str(Path(__file__).resolve()), "--child", config], cwd=ROOT,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True)
+
+    def receive(self) -> dict:
+        for line in self.proc.stdout:
+            if line.startswith(PREFIX):
+                return json.loads(line[len(PREFIX):])
+        self.stderr.seek(0)
+        tail = self.stderr.read().strip().splitlines()
+        raise RuntimeError(tail[-1] if tail else f"exited with {self.proc.wait()}")
+
+    def ask(self, **command) -> dict:
+        self.proc.stdin.write(json.dumps(command) + "\n")
+        self.proc.stdin.flush()
+        return self.receive()
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.write(json.dumps({"op": "quit"}) + "\n")
+            self.proc.stdin.close()
+            self.proc.wait(timeout=30)
+        except Exception:  # noqa: BLE001
+            self.proc.kill()
+        self.stderr.close()
+
+
+def measure(python: str, wanted: list, quick: bool, rounds: int, memory_calls: int) -> tuple:
+    """Returns (results, skipped): per configuration, per workload, the batches' CPU and wall figures."""
+    sizes = {"call": 30, "acall": 30, "stream1000": 1, "stream10": 4, "astream1000": 1, "astream10": 4} if quick \
+        else {"call": 200, "acall": 200, "stream1000": 4, "stream10": 16, "astream1000": 4, "astream10": 16}
+    runners, skipped, meta = {}, {}, {}
+    for config in wanted:  # start one at a time: start-up work would otherwise overlap
+        runner = Runner(python, config)
+        try:
+            meta[config] = runner.receive()
+            if "error" in meta[config]:
+                raise RuntimeError(meta[config]["error"])
+            runners[config] = runner
+        except Exception as exc:  # noqa: BLE001
+            skipped[config] = str(exc)
+            runner.close()
+    results = {c: {w: {"cpu_us": [], "wall_us": []} for w in WORKLOADS} for c in runners}
+    order = list(runners)
+    try:
+        for round_no in range(rounds):
+            for workload in WORKLOADS:
+                shift = (round_no * len(WORKLOADS) + WORKLOADS.index(workload)) % len(order)
+                for config in order[shift:] + order[:shift]:
+                    got = runners[config].ask(op="run", workload=workload, n=sizes[workload])
+                    for key in ("cpu_us", "wall_us"):
+                        results[config][workload][key].append(got[key])
+            print(f"  round {round_no + 1}/{rounds} done", file=sys.stderr, flush=True)
+        for config, runner in runners.items():
+            results[config]["census"] = runner.ask(op="census")
+            results[config]["memory"] = runner.ask(op="memory", calls=memory_calls)
+            results[config]["anthropic"] = meta[config].get("anthropic")
+    finally:
+        for runner in runners.values():
+            runner.close()
+    return results, skipped
+
+
+STARTUP_BARE = "import anthropic"
+STARTUP_AGENT = ("import json, time, anthropic\n"
+                 "wall, cpu = time.perf_counter(), time.process_time()\n"
+                 "import claude_otel\n"
+                 "claude_otel.ClaudeInstrumentor().instrument()\n"
+                 "print(json.dumps([(time.perf_counter() - wall) * 1000, (time.process_time() - cpu) * 1000]))")
+
+
+def startup(python: str, runs: int) -> dict:
+    """What `import claude_otel` + `instrument()` add to a process that imports anthropic, in fresh interpreters.
+
+    `added_ms`: timed inside each interpreter around just those two steps; `process_ms`: whole processes,
+    `python -c "import anthropic"` against the same plus claude-otel, interleaved.
+    """
+    # Bytecode cached as an installed application has it (this machine may set PYTHONDONTWRITEBYTECODE): a
+    # cache of its own, filled by one untimed run, so nothing is written into the source tree.
+    env = dict(os.environ, ANTHROPIC_OPEN_TELEMETRY="false",
+               PYTHONPYCACHEPREFIX=str(Path(tempfile.gettempdir()) / "claude-otel-bench-pycache"))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    subprocess.run([python, "-c", STARTUP_AGENT], check=True, env=env, cwd=ROOT, capture_output=True)
+    added, added_cpu, bare, agent = [], [], [], []
     for _ in range(runs):
         start = time.perf_counter()
-        subprocess.run([python, "-c", code], check=True, env=dict(os.environ, ANTHROPIC_OPEN_TELEMETRY="false"))
-        times.append((time.perf_counter() - start) * 1000)
-    return times
+        subprocess.run([python, "-c", STARTUP_BARE], check=True, env=env, cwd=ROOT)
+        bare.append((time.perf_counter() - start) * 1000)
+        start = time.perf_counter()
+        out = subprocess.run([python, "-c", STARTUP_AGENT], check=True, env=env, cwd=ROOT, capture_output=True,
+                             text=True).stdout
+        agent.append((time.perf_counter() - start) * 1000)
+        wall, cpu = json.loads(out.strip().splitlines()[-1])
+        added.append(wall)
+        added_cpu.append(cpu)
+    return {"added_ms": added, "added_cpu_ms": added_cpu, "process_bare_ms": bare, "process_agent_ms": agent}
 
 
-# -- the parent: run, compare, report ------------------------------------------------------------------------------
+# -- statistics ---------------------------------------------------------------------------------------------------
+
+def quartiles(values: list) -> tuple:
+    """Returns (q1, median, q3) of a non-empty list."""
+    s = sorted(values)
+    if len(s) < 4:
+        return s[0], statistics.median(s), s[-1]
+    q = statistics.quantiles(s, n=4, method="inclusive")
+    return q[0], q[1], q[2]
+
+
+def paired(results: dict, config: str, fn) -> list:
+    """Per round: fn(config's batches) - fn(bare's batches) of the same round."""
+    ours, bare = results[config], results["bare"]
+    rounds = len(ours["call"]["cpu_us"])
+    return [fn(ours, i) - fn(bare, i) for i in range(rounds)]
+
+
+def per_call(workload: str, key: str = "cpu_us"):
+    return lambda r, i: r[workload][key][i]
+
+
+def per_event(prefix: str):
+    """The per-event slope between 1000-event and 10-event streams of one round."""
+    return lambda r, i: (r[prefix + "1000"]["cpu_us"][i] - r[prefix + "10"]["cpu_us"][i]) / 990.0
+
+
+def per_event_plain(prefix: str):
+    return lambda r, i: r[prefix + "1000"]["cpu_us"][i] / 1000.0
+
+
+def summarize(results: dict) -> dict:
+    """Returns per configuration: (q1, median, q3) of every overhead above bare, and the absolute figures."""
+    out = {}
+    for config in results:
+        s = {
+            "call": quartiles(paired(results, config, per_call("call"))),
+            "call_wall": quartiles(paired(results, config, per_call("call", "wall_us"))),
+            "acall": quartiles(paired(results, config, per_call("acall"))),
+            "event": quartiles(paired(results, config, per_event("stream"))),
+            "aevent": quartiles(paired(results, config, per_event("astream"))),
+            "event_plain": quartiles(paired(results, config, per_event_plain("stream"))),
+            "aevent_plain": quartiles(paired(results, config, per_event_plain("astream"))),
+            "abs_call": quartiles(results[config]["call"]["cpu_us"]),
+            "abs_acall": quartiles(results[config]["acall"]["cpu_us"]),
+            "abs_event": quartiles([per_event("stream")(results[config], i)
+                                    for i in range(len(results[config]["call"]["cpu_us"]))]),
+        }
+        out[config] = s
+    return out
+
+
+# -- the report ---------------------------------------------------------------------------------------------------
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()}"
+
+
+def fmt(q: tuple, digits: int = 0, sign: bool = True) -> str:
+    lo, mid, hi = q
+    s = "+" if sign else ""
+    return f"{mid:{s}.{digits}f} [{lo:.{digits}f}…{hi:.{digits}f}]"
+
+
+def ratio(a: float, b: float) -> str:
+    return f"×{a / b:.2f}" if b > 0 else "n/a"
+
+
+def report(results: dict, skipped: dict, start: dict, args, python: str) -> list:
+    """Prints the tables and the PASS/FAIL lines; returns the lines as (ok, text) pairs."""
+    summary = summarize(results)
+    anthropic_version = results["bare"].get("anthropic")
+    rounds = len(results["bare"]["call"]["cpu_us"])
+    print(f"\nmachine: {machine()}; anthropic {anthropic_version}; interpreter {python}")
+    print(f"{'QUICK smoke run: too few batches for the figures to mean much' if args.quick else 'full run'}; "
+          f"{rounds} interleaved rounds; figures are medians of per-round paired differences to bare, "
+          f"[interquartile range]; CPU time unless marked wall")
+    for config, reason in skipped.items():
+        print(f"skipped {config}: {reason}")
+
+    print("\nTime: overhead above the bare SDK (µs of CPU)\n")
+    print("| configuration | per call | per call (wall) | per async call | per streamed event | "
+          "per async streamed event | bare absolute |")
+    print("|---|---|---|---|---|---|---|")
+    for config, s in summary.items():
+        if config == "bare":
+            print(f"| bare | (baseline) | | | | | {s['abs_call'][1]:.0f} µs/call, {s['abs_acall'][1]:.0f} µs/async call, "
+                  f"{s['abs_event'][1]:.1f} µs/event |")
+            continue
+        print(f"| {config} | {fmt(s['call'])} | {fmt(s['call_wall'])} | {fmt(s['acall'])} | {fmt(s['event'], 2)} | "
+              f"{fmt(s['aevent'], 2)} | |")
+
+    print("\nWhat each configuration recorded (untimed pass) and memory\n")
+    print("| configuration | spans/call | span attrs/call | span events/call | metric records/call | "
+          "metric records per 1000-event stream (per 10-event) | bytes held per streamed event | metric series | "
+          "RSS growth over calls | objects retained per 1000 calls |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for config in summary:
+        c, m = results[config]["census"], results[config]["memory"]
+        print(f"| {config} | {c['call']['spans']:.1f} | {c['call']['span_attributes']:.1f} | "
+              f"{c['call']['span_events']:.1f} | {c['call']['metric_records']:.1f} | "
+              f"{c['stream1000']['metric_records']:.0f} ({c['stream10']['metric_records']:.0f}) | "
+              f"{c['stream_bytes_held_per_event']:.1f} | {c['metric_series']} | "
+              f"{m['rss_growth_kib']} KiB / {m['calls']:,} | {m['objects_growth'] / m['calls'] * 1000:.1f} |")
+
+    ours = summary.get("claude-otel")
+    others = [c for c in summary if c not in ("bare", "claude-otel")]
+    if ours is not None and others:
+        print("\nclaude-otel's overhead as a ratio of the others' (below 1: claude-otel costs less)\n")
+        print("| against | per call | per async call | per streamed event |")
+        print("|---|---|---|---|")
+        for other in others:
+            o = summary[other]
+            print(f"| {other} | {ratio(ours['call'][1], o['call'][1])} | {ratio(ours['acall'][1], o['acall'][1])} | "
+                  f"{ratio(ours['event'][1], o['event'][1])} |")
+
+    if start:
+        q = quartiles(start["added_ms"])
+        pb, pa = statistics.median(start["process_bare_ms"]), statistics.median(start["process_agent_ms"])
+        print(f"\nstartup: import claude_otel + instrument() add {q[1]:.1f} ms [{q[0]:.1f}…{q[2]:.1f}] "
+              f"(CPU {statistics.median(start['added_cpu_ms']):.1f} ms) after `import anthropic`, median of "
+              f"{len(start['added_ms'])} fresh interpreters; whole processes {pa:.0f} ms vs {pb:.0f} ms bare "
+              f"({pa - pb:+.0f} ms, noisier)")
+
+    lines = []
+
+    def check(ok: bool, text: str) -> None:
+        lines.append((ok, text))
+
+    if ours is not None:
+        if "sdk-span" in summary:
+            sdk = summary["sdk-span"]["call"][1]
+            check(ours["call"][1] <= sdk, f"per call: claude-otel ≤ 1.0 × the SDK's own span: "
+                                          f"{ours['call'][1]:+.0f} vs {sdk:+.0f} µs ({ratio(ours['call'][1], sdk)})")
+            asdk = summary["sdk-span"]["acall"][1]
+            check(ours["acall"][1] <= asdk, f"per async call: claude-otel ≤ 1.0 × the SDK's own span: "
+                                            f"{ours['acall'][1]:+.0f} vs {asdk:+.0f} µs "
+                                            f"({ratio(ours['acall'][1], asdk)})")
+        third = {c: summary[c]["call"][1] for c in THIRD_PARTY if c in summary}
+        if third:
+            cheapest = min(third, key=third.get)
+            check(ours["call"][1] <= 0.5 * third[cheapest],
+                  f"per call: claude-otel ≤ 0.5 × the cheapest third party ({cheapest}): {ours['call'][1]:+.0f} vs "
+                  f"{third[cheapest]:+.0f} µs ({ratio(ours['call'][1], third[cheapest])})")
+        for key, label in (("event", "per streamed event"), ("aevent", "per async streamed event")):
+            check(ours[key][1] <= 1.0, f"{label}: claude-otel ≤ 1 µs above bare: {ours[key][1]:+.2f} µs "
+                                       f"[{ours[key][0]:.2f}…{ours[key][2]:.2f}]")
+        c = results["claude-otel"]["census"]
+        held_bare = results["bare"]["census"]["stream_bytes_held_per_event"]
+        held = c["stream_bytes_held_per_event"] - held_bare
+        check(held < 1.0, f"streams: no per-event allocation that outlives the event: {held:+.2f} bytes held per event "
+                          f"above bare while a stream is read")
+        per_event_records = (c["stream1000"]["metric_records"] - c["stream10"]["metric_records"]) / 990
+        check(per_event_records == 0, f"streams: no per-event metric record: {c['stream1000']['metric_records']:.0f} "
+                                      f"records per 1000-event stream, {c['stream10']['metric_records']:.0f} per "
+                                      f"10-event stream")
+        m = results["claude-otel"]["memory"]
+        check(m["rss_growth_kib"] <= 1024, f"memory: ≤ 1 MiB RSS growth over {m['calls']:,} calls after warm-up: "
+                                           f"{m['rss_growth_kib']} KiB")
+        check(m["live_operations"] == 0 and m["objects_growth"] < m["calls"] / 100,
+              f"memory: nothing retained per finished call: {m['live_operations']} live operations/attempts, "
+              f"{m['objects_growth']:+d} gc-tracked objects over {m['calls']:,} calls")
+    if "claude-otel+sdk" in summary and "sdk-span" in summary:
+        added = summary["claude-otel+sdk"]["call"][1] - summary["sdk-span"]["call"][1]
+        span = summary["sdk-span"]["call"][1]
+        check(added <= span, f"per call: what claude-otel adds to the SDK's span ≤ what the span costs: {added:+.0f} "
+                             f"vs {span:+.0f} µs ({ratio(added, span)})")
+    if start:
+        added = statistics.median(start["added_ms"])
+        check(added <= 50, f"startup: import claude_otel + instrument() add ≤ 50 ms: {added:.1f} ms")
+    print()
+    for ok, text in lines:
+        print(f"{'PASS' if ok else 'FAIL'}  {text}")
+    if args.quick:
+        print("(quick run: a smoke test of the script; its figures and PASS/FAIL lines are not a measurement)")
+    return lines
+
+
+# -- setup and main ---------------------------------------------------------------------------------------------
 
 def setup() -> int:
-    if not (BENCH_VENV / "bin" / "python").exists():
+    """Creates .venvs/bench: claude-otel (editable) and the pinned third-party instrumentations."""
+    python = BENCH_VENV / "bin" / "python"
+    if not python.exists():
+        BENCH_VENV.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run([sys.executable, "-m", "venv", str(BENCH_VENV)], check=True)
-    req = Path(__file__).with_name("requirements.txt")
-    return subprocess.run([str(BENCH_VENV / "bin" / "pip"), "install", "-q", "-e", str(ROOT), "-r", str(req)]).returncode
-
-
-def med(values: list) -> float:
-    return statistics.median(values)
-
-
-def spread(values: list) -> str:
-    return f"{min(values):.1f}–{max(values):.1f}"
+    code = subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(REQUIREMENTS),
+                           "-e", str(ROOT)]).returncode
+    if code == 0:
+        print(f"benchmark venv ready: {BENCH_VENV}")
+    return code
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--setup", action="store_true", help="create .venvs/bench with the other instrumentations")
-    parser.add_argument("--python", help="interpreter for the configurations (default .venvs/bench if present)")
-    parser.add_argument("--only", help="comma-separated configurations")
-    parser.add_argument("--quick", action="store_true", help="few batches: a smoke run, not a measurement")
-    parser.add_argument("--json", help="also write the results here")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="run every configuration this many times, interleaved, in fresh processes")
+    parser.add_argument("--python", help="interpreter for the configurations (default: .venvs/bench's if present, "
+                                         "else this one)")
+    parser.add_argument("--only", help="comma-separated configurations (bare is always added): " + ",".join(CONFIGS))
+    parser.add_argument("--quick", action="store_true", help="a smoke run: few small batches, not a measurement")
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds (default 15; 3 with --quick)")
+    parser.add_argument("--memory-calls", type=int, default=20_000, help="calls for the RSS growth (2000 with --quick)")
+    parser.add_argument("--startup-runs", type=int, default=10, help="fresh interpreters for startup (3 with --quick)")
+    parser.add_argument("--json", help="also write every figure here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--no-memory", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args.child, args.quick, memory=not args.no_memory)))
-        return 0
+        return child_main(args.child)
     if args.setup:
         code = setup()
         if code:
             return code
-    python = args.python or (str(BENCH_VENV / "bin" / "python") if (BENCH_VENV / "bin" / "python").exists()
-                             else sys.executable)
-    wanted = args.only.split(",") if args.only else list(CONFIGS)
-    results = {}
-    skipped = set()
-    rounds = 1 if args.quick else max(args.rounds, 1)
-    # Interleaved rounds: a noisy neighbour slows every configuration alike instead of one of them.
-    for round_no in range(rounds):
-        for config in wanted:
-            if config in skipped:
-                continue
-            extra = (["--quick"] if args.quick else []) + (["--no-memory"] if round_no else [])
-            proc = subprocess.run([python, __file__, "--child", config] + extra, capture_output=True, text=True,
-                                  cwd=ROOT)
-            if proc.returncode != 0:
-                last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"
-                print(f"{config}: skipped ({last})")
-                skipped.add(config)
-                continue
-            got = json.loads(proc.stdout.strip().splitlines()[-1])
-            if config not in results:
-                results[config] = got
-            else:
-                for key in ("call_us", "acall_us", "event_us", "aevent_us"):
-                    results[config][key] += got[key]
+    bench_python = BENCH_VENV / "bin" / "python"
+    python = args.python or (str(bench_python) if bench_python.exists() else sys.executable)
+    wanted = [c.strip() for c in args.only.split(",")] if args.only else list(CONFIGS)
+    unknown = [c for c in wanted if c not in CONFIGS]
+    if unknown:
+        parser.error(f"unknown configuration(s) {', '.join(unknown)}; known: {', '.join(CONFIGS)}")
+    wanted = ["bare"] + [c for c in wanted if c != "bare"]
+    rounds = 3 if args.quick else max(args.rounds, 3)
+    memory_calls = 2000 if args.quick else args.memory_calls
+    print(f"running {', '.join(wanted)} with {python} ({rounds} rounds)", file=sys.stderr, flush=True)
+    results, skipped = measure(python, wanted, args.quick, rounds, memory_calls)
     if "bare" not in results:
-        print("the bare configuration failed; nothing to compare")
+        print(f"the bare configuration failed ({skipped.get('bare')}); nothing to compare")
         return 1
-    runs = 3 if args.quick else 10
-    start_bare = startup(python, "bare", runs)
-    start_ours = startup(python, "claude-otel", runs) if "claude-otel" in results else None
-    report(results, start_bare, start_ours, python, args.quick)
+    start = {}
+    if "claude-otel" in results or "claude-otel+sdk" in results:
+        start = startup(python, 3 if args.quick else args.startup_runs)
+    lines = report(results, skipped, start, args, python)
     if args.json:
-        Path(args.json).write_text(json.dumps({"results": results, "startup_bare_ms": start_bare,
-                                               "startup_claude_otel_ms": start_ours}, indent=2))
+        Path(args.json).write_text(json.dumps({
+            "machine": machine(), "python": python, "quick": args.quick, "results": results, "skipped": skipped,
+            "summary": summarize(results), "startup": start,
+            "checks": [{"pass": ok, "text": text} for ok, text in lines]}, indent=1))
     return 0
-
-
-def report(results: dict, start_bare, start_ours, python: str, quick: bool) -> None:
-    bare = results["bare"]
-    cpu = "unknown"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    print(f"\nmachine: {os.cpu_count()} cores, {cpu}; Python {platform.python_version()}; "
-          f"anthropic {bare['anthropic']}; {'QUICK smoke run' if quick else 'full run'}")
-    print("\n| configuration | µs/call above bare (spread) | async µs/call | µs/event above bare | async µs/event "
-          "| spans/call | metric series | RSS growth KiB / calls |")
-    print("|---|---|---|---|---|---|---|---|")
-    over = {}
-    for name, r in results.items():
-        call = med(r["call_us"]) - med(bare["call_us"])
-        acall = med(r["acall_us"]) - med(bare["acall_us"])
-        event = med(r["event_us"]) - med(bare["event_us"])
-        aevent = med(r["aevent_us"]) - med(bare["aevent_us"])
-        over[name] = {"call": call, "event": event, "acall": acall, "aevent": aevent, "rss": r["rss_growth_kib"]}
-        shown = "(baseline)" if name == "bare" else f"{call:+.1f}"
-        print(f"| {name} | {shown} (abs {med(r['call_us']):.1f}, {spread(r['call_us'])}) | {acall:+.1f} | "
-              f"{event:+.2f} | {aevent:+.2f} | {r['spans_per_call']:.2f} | {r['metric_series']} | "
-              f"{r['rss_growth_kib']} / {r['calls_for_memory']} |")
-    print()
-    third = {k: v for k, v in over.items() if k in ("openllmetry", "openinference")}
-    lines = []
-    ours = over.get("claude-otel")
-    if ours is not None and "sdk-span" in over:
-        lines.append(("per call: claude-otel <= 1.0 x the SDK's own span",
-                      ours["call"] <= over["sdk-span"]["call"], f"{ours['call']:.1f} vs {over['sdk-span']['call']:.1f} µs"))
-    if ours is not None and third:
-        cheapest = min(third.items(), key=lambda kv: kv[1]["call"])
-        lines.append((f"per call: claude-otel <= 0.5 x the cheapest third party ({cheapest[0]})",
-                      ours["call"] <= 0.5 * cheapest[1]["call"], f"{ours['call']:.1f} vs {cheapest[1]['call']:.1f} µs"))
-    if "claude-otel+sdk" in over and "sdk-span" in over:
-        added = over["claude-otel+sdk"]["call"] - over["sdk-span"]["call"]
-        lines.append(("per call: what claude-otel adds to the SDK's span <= what the span costs",
-                      added <= over["sdk-span"]["call"], f"{added:.1f} vs {over['sdk-span']['call']:.1f} µs"))
-    if ours is not None:
-        lines.append(("per streamed event: <= 1 µs above bare", ours["event"] <= 1.0, f"{ours['event']:.2f} µs"))
-        lines.append(("memory: <= 1 MiB growth over the calls", ours["rss"] <= 1024, f"{ours['rss']} KiB"))
-    if start_ours is not None:
-        added = med(start_ours) - med(start_bare)
-        lines.append(("startup: import + instrument() <= 50 ms", added <= 50, f"{added:.1f} ms "
-                      f"(bare import {med(start_bare):.0f} ms)"))
-    for text, ok, figure in lines:
-        print(f"{'PASS' if ok else 'FAIL'}  {text}: {figure}")
-    if quick:
-        print("(quick run: too few batches for the pass/fail lines to mean much)")
 
 
 if __name__ == "__main__":
