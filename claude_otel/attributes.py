@@ -42,9 +42,17 @@ def operation_name(path: str) -> str:
     return found
 
 
+_ROUTE_CACHE: Dict[str, str] = {}
+
+
 def route(path: str) -> str:
     """Returns the path with ids replaced by {id}, for low-cardinality span names."""
-    return _ID_SEGMENT.sub("/{id}", path.split("?", 1)[0])
+    found = _ROUTE_CACHE.get(path)
+    if found is None:
+        found = _ID_SEGMENT.sub("/{id}", path.split("?", 1)[0])
+        if len(_ROUTE_CACHE) < 1024:  # paths with ids must not grow it without bound
+            _ROUTE_CACHE[path] = found
+    return found
 
 
 class ModelGuard:
@@ -71,13 +79,20 @@ class ModelGuard:
 
 
 _SERVERS: Dict[str, Tuple[str, int]] = {}
+# By identity first: formatting an httpx URL as a string costs more than the rest of this lookup.  The entry keeps
+# the (immutable) URL object alive, so its id cannot be reused by another object while it is cached.
+_SERVERS_BY_ID: Dict[int, Tuple[object, Tuple[str, int]]] = {}
 
 
 def server_of(base_url: object) -> Tuple[str, int]:
     """Returns (server.address, server.port) of a client's base URL, cached; never raises."""
+    entry = _SERVERS_BY_ID.get(id(base_url))
+    if entry is not None and entry[0] is base_url:
+        return entry[1]
     key = str(base_url)
     found = _SERVERS.get(key)
     if found is not None:
+        _remember(base_url, found)
         return found
     try:
         host = getattr(base_url, "host", None) or "unknown"
@@ -90,7 +105,14 @@ def server_of(base_url: object) -> Tuple[str, int]:
         found = ("unknown", 0)
     if len(_SERVERS) < 256:
         _SERVERS[key] = found
+        _remember(base_url, found)
     return found
+
+
+def _remember(base_url: object, server: Tuple[str, int]) -> None:
+    """Caches server_of's answer by identity for an (immutable) httpx URL."""
+    if len(_SERVERS_BY_ID) < 256 and type(base_url).__name__ == "URL":
+        _SERVERS_BY_ID[id(base_url)] = (base_url, server)
 
 
 _BASE_CACHE: Dict[tuple, Dict[str, object]] = {}
