@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from typing import Dict, Iterable, List
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
@@ -83,6 +85,15 @@ class InFlight:
 
     def __init__(self) -> None:
         self._counts: Dict[tuple, List] = {}
+        self._lock = threading.Lock()
+        if hasattr(os, "register_at_fork"):
+            me = weakref.ref(self)
+            os.register_at_fork(after_in_child=lambda: me() is not None and me()._after_fork())
+
+    def _after_fork(self) -> None:
+        # The parent's calls are not the child's, and a lock another parent thread held at fork time would
+        # stay held forever in the child.
+        self._counts = {}
         self._lock = threading.Lock()
 
     def add(self, key: tuple, attrs: dict, delta: int) -> None:

@@ -113,7 +113,9 @@ def test_gunicorn_workers_report_summed_totals(sim, tmp_path, preload):
         # recycled every few requests, so totals must survive exited workers.
         args[1:1] = ["--preload", "--max-requests", "6"]
         env.update({"CLAUDE_OTEL_PROMETHEUS_PORT": str(master_port), "CLAUDE_OTEL_PROMETHEUS_ADDR": "127.0.0.1"})
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    log_path = tmp_path / "gunicorn.log"
+    log = open(log_path, "w")  # a file, not a pipe nobody reads: a full pipe would block gunicorn's logging
+    proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
@@ -145,4 +147,15 @@ def test_gunicorn_workers_report_summed_totals(sim, tmp_path, preload):
             assert len(files) <= 3 + 1 + 1, files  # live workers, the master, the archive of exited ones
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(20)
+        try:
+            # Under gunicorn's 30 s graceful timeout: a worker whose exit the agent hung would show here.  The
+            # agent's exit work is bounded to a few seconds.
+            proc.wait(25)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGRTMIN + 2)  # every process left dumps its threads' stacks (wsgi_app)
+            time.sleep(1)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+            pytest.fail("gunicorn did not shut down within 25 s of SIGTERM:\n" + log_path.read_text()[-20000:])
+        finally:
+            log.close()

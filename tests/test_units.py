@@ -120,3 +120,23 @@ def test_valid_settings_and_overrides():
                                   "PROMETHEUS_MULTIPROC_DIR": "/tmp/x"}, max_models=7)
     assert settings.proxy_idle_timeout == 60.0 and settings.capture_content is True
     assert settings.multiproc_dir == "/tmp/x" and settings.max_models == 7 and not settings.problems
+
+
+def test_in_flight_counts_start_empty_and_unlocked_in_a_forked_child():
+    import os
+
+    from claude_otel.metrics import InFlight
+
+    in_flight = InFlight()
+    in_flight.add(("m",), {"gen_ai.request.model": "m"}, 1)
+    with in_flight._lock:  # another thread of the parent holds the lock at fork time
+        pid = os.fork()
+        if pid == 0:  # the child: must neither block nor report the parent's call
+            try:
+                in_flight.add(("m",), {"gen_ai.request.model": "m"}, 1)
+                os._exit(0 if in_flight.value(("m",)) == 1 else 1)
+            finally:
+                os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert in_flight.value(("m",)) == 1

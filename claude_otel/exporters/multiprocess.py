@@ -91,6 +91,9 @@ def _write(path: str, snap: Dict[str, dict], pid: int) -> None:
     os.replace(tmp, path)
 
 
+EXIT_TIMEOUT = 2.0
+
+
 class SharedSnapshots:
     """Writes this process's snapshot to the shared directory and reads the other processes' snapshots."""
 
@@ -108,7 +111,7 @@ class SharedSnapshots:
         os.remove(probe)
         self._start()
         me = weakref.ref(self)
-        atexit.register(lambda: me() is not None and me().write())
+        atexit.register(lambda: me() is not None and me().write_bounded(EXIT_TIMEOUT))
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=lambda: me() is not None and me()._after_fork())
 
@@ -235,7 +238,19 @@ class SharedSnapshots:
             logger.debug("claude-otel: could not compact the multi-process directory", exc_info=True)
             return 0
 
-    def stop(self) -> None:
-        """Stops the writer thread after one last write."""
+    def write_bounded(self, timeout: float) -> bool:
+        """Writes this process's snapshot, waiting at most `timeout` seconds; returns whether it finished."""
+        # At exit: a process that cannot collect its metrics (a lock some thread held when it was forked) must
+        # still exit, without its last snapshot, rather than hang its server's shutdown.
+        thread = threading.Thread(target=self.write, name="claude-otel-multiproc-exit", daemon=True)
+        thread.start()
+        thread.join(timeout)
+        if thread.is_alive():
+            logger.warning("claude-otel: the last multi-process snapshot was not written within %.0f s", timeout)
+            return False
+        return True
+
+    def stop(self, timeout: float = EXIT_TIMEOUT) -> None:
+        """Stops the writer thread after one last write (waiting at most `timeout` seconds)."""
         self._stop.set()
-        self.write()
+        self.write_bounded(timeout)

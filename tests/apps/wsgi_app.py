@@ -4,11 +4,18 @@ configure() runs at import: once in the gunicorn master with --preload (workers 
 once per worker.  make_wsgi_app() may be called before or after configure().
 """
 
+import faulthandler
 import os
+import signal
 
 import anthropic
 
 from claude_otel.exporters.prometheus import make_wsgi_app
+
+# A test that finds a process hung sends this signal for every thread's stack, to the log (gunicorn handles
+# the usual signals itself and leaves the real-time ones alone).
+DUMP_SIGNAL = signal.SIGRTMIN + 2
+faulthandler.register(DUMP_SIGNAL, all_threads=True)
 
 metrics_app = make_wsgi_app()
 
