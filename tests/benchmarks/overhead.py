@@ -12,10 +12,12 @@ How it measures:
   a BatchSpanProcessor into an InMemorySpanExporter and a MeterProvider with an InMemoryMetricReader.  At the
   end of every timed batch the spans are flushed (`force_flush()`) and the metrics collected INSIDE the timed
   region, so an instrumentation that defers or drops work cannot flatter its figures.
-* The configurations' processes stay alive side by side and take turns batch by batch, in a rotating order
-  (round r, workload w: every configuration runs one batch of w).  An overhead is the difference to the bare
-  SDK's batch of the same round, and the figure is the median of those paired differences over the rounds,
-  with their interquartile range: a noisy neighbour on a shared machine slows a round, not one configuration.
+* The configurations' processes stay alive side by side and take turns slice by slice, in a rotating order:
+  in round r, workload w, every configuration runs a slice (20 calls, or one stream) in turn, ten times (four
+  for streams), then flushes; its batch is the sum of its slices and of its flush.  So every configuration's
+  batch spans the same stretch of time, and a noisy neighbour's bursts fall on all of them alike.  An overhead
+  is the difference to the bare SDK's batch of the same round; the figure is the median of those paired
+  differences over the rounds, with their interquartile range.
 * CPU time (`time.process_time_ns`, every thread of the process, so the span processor's export thread too);
   wall time alongside.  Per streamed event: the slope between 1000-event and 10-event streams, so the
   call's own cost cancels out (the plain "1000-event stream / 1000" figure, which includes it, is in --json).
@@ -173,6 +175,7 @@ class Child:
             "astream10": lambda k: loop.run_until_complete(astreams(k, 10)),
         }
         self._messages = messages
+        self.batch = [0, 0, 0]  # CPU ns, wall ns, iterations of the batch under way
 
     def _instrument(self, config: str) -> None:
         tp, mp = self.tracer_provider, self.meter_provider
@@ -200,11 +203,25 @@ class Child:
 
     def run(self, workload: str, n: int) -> dict:
         """Times n iterations of a workload, the span flush and the metric collection included."""
+        self.slice(workload, n)
+        return self.end_batch()
+
+    def slice(self, workload: str, n: int) -> None:
+        """Times n iterations of a workload as one slice of the batch under way."""
         fn = self.workloads[workload]
         cpu, wall = time.process_time_ns(), time.perf_counter_ns()
         fn(n)
+        self.batch[0] += time.process_time_ns() - cpu
+        self.batch[1] += time.perf_counter_ns() - wall
+        self.batch[2] += n
+
+    def end_batch(self) -> dict:
+        """Times the span flush and the metric collection, adds them to the batch's slices; returns per iteration."""
+        cpu, wall = time.process_time_ns(), time.perf_counter_ns()
         self.flush()
-        cpu, wall = time.process_time_ns() - cpu, time.perf_counter_ns() - wall
+        cpu, wall = self.batch[0] + time.process_time_ns() - cpu, self.batch[1] + time.perf_counter_ns() - wall
+        n = self.batch[2]
+        self.batch = [0, 0, 0]
         self.exporter.clear()
         return {"cpu_us": cpu / n / 1000.0, "wall_us": wall / n / 1000.0}
 
@@ -310,6 +327,15 @@ def _has_sdk_tracing() -> bool:
     return True
 
 
+def count_main(config: str, workload: str, n: int) -> int:
+    """Runs n iterations of a workload after a warm-up, for an instruction count under callgrind."""
+    child = Child(config)
+    child.run(workload, 2 if "stream" in workload else 20)  # the same warm-up in both runs of a slope
+    child.run(workload, n)
+    child.tracer_provider.shutdown()
+    return 0
+
+
 def child_main(config: str) -> int:
     def send(payload) -> None:
         sys.stdout.write(PREFIX + json.dumps(payload) + "\n")
@@ -328,6 +354,11 @@ def child_main(config: str) -> int:
         op = command["op"]
         if op == "run":
             send(child.run(command["workload"], command["n"]))
+        elif op == "slice":
+            child.slice(command["workload"], command["n"])
+            send({})
+        elif op == "end":
+            send(child.end_batch())
         elif op == "census":
             send(child.census())
         elif op == "memory":
@@ -375,8 +406,12 @@ class Runner:
 
 def measure(python: str, wanted: list, quick: bool, rounds: int, memory_calls: int) -> tuple:
     """Returns (results, skipped): per configuration, per workload, the batches' CPU and wall figures."""
+    # A batch is `slices` slices of `size` iterations; the configurations take turns slice by slice, so every
+    # configuration's batch spans the same stretch of time (and of a noisy neighbour's bursts).
     sizes = {"call": 30, "acall": 30, "stream1000": 1, "stream10": 4, "astream1000": 1, "astream10": 4} if quick \
-        else {"call": 200, "acall": 200, "stream1000": 4, "stream10": 16, "astream1000": 4, "astream10": 16}
+        else {"call": 20, "acall": 20, "stream1000": 1, "stream10": 4, "astream1000": 1, "astream10": 4}
+    slices = {"call": 1, "acall": 1, "stream1000": 1, "stream10": 1, "astream1000": 1, "astream10": 1} if quick \
+        else {"call": 10, "acall": 10, "stream1000": 4, "stream10": 4, "astream1000": 4, "astream10": 4}
     runners, skipped, meta = {}, {}, {}
     for config in wanted:  # start one at a time: start-up work would otherwise overlap
         runner = Runner(python, config)
@@ -394,8 +429,12 @@ def measure(python: str, wanted: list, quick: bool, rounds: int, memory_calls: i
         for round_no in range(rounds):
             for workload in WORKLOADS:
                 shift = (round_no * len(WORKLOADS) + WORKLOADS.index(workload)) % len(order)
-                for config in order[shift:] + order[:shift]:
-                    got = runners[config].ask(op="run", workload=workload, n=sizes[workload])
+                turn = order[shift:] + order[:shift]
+                for _ in range(slices[workload]):
+                    for config in turn:
+                        runners[config].ask(op="slice", workload=workload, n=sizes[workload])
+                for config in turn:
+                    got = runners[config].ask(op="end")
                     for key in ("cpu_us", "wall_us"):
                         results[config][workload][key].append(got[key])
             print(f"  round {round_no + 1}/{rounds} done", file=sys.stderr, flush=True)
@@ -407,6 +446,96 @@ def measure(python: str, wanted: list, quick: bool, rounds: int, memory_calls: i
         for runner in runners.values():
             runner.close()
     return results, skipped
+
+
+# (workload, iterations) pairs whose difference gives one figure: per call, per async call, per streamed event
+# (streams of 1000 against streams of 10 events, so the call's own cost cancels).
+INSTRUCTION_RUNS = {"call": (("call", 50), ("call", 250), 200),
+                    "acall": (("acall", 50), ("acall", 250), 200),
+                    "event": (("stream10", 4), ("stream1000", 4), 4 * 990)}
+
+
+def instructions(python: str, configs: list) -> dict:
+    """Instructions per call and per streamed event under callgrind: exact and repeatable, whatever the neighbours.
+
+    The slope between two runs that differ only in the number of iterations, so start-up and warm-up cancel;
+    two valgrind processes at a time (instruction counts do not depend on contention).
+    """
+    import shutil
+    from concurrent.futures import ThreadPoolExecutor
+
+    if shutil.which("valgrind") is None:
+        print("--instructions: valgrind is not installed (apt-get install valgrind); skipped", file=sys.stderr)
+        return {}
+
+    def count(job):
+        config, workload, n = job
+        proc = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", python,
+                               str(Path(__file__).resolve()), "--count", config, workload, str(n)],
+                              capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONHASHSEED="0"))
+        found = [line for line in proc.stderr.splitlines() if "Collected :" in line]
+        return int(found[-1].split(":")[-1]) if proc.returncode == 0 and found else None
+
+    jobs = [(c,) + run for c in configs for lo, hi, _ in INSTRUCTION_RUNS.values() for run in (lo, hi)]
+    print(f"--instructions: {len(jobs)} runs under callgrind, two at a time (a minute or more each)",
+          file=sys.stderr, flush=True)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        counted = dict(zip(jobs, pool.map(count, jobs)))
+    out = {}
+    for config in configs:
+        row = {}
+        for figure, (lo, hi, per) in INSTRUCTION_RUNS.items():
+            a, b = counted[(config,) + lo], counted[(config,) + hi]
+            row[figure] = None if a is None or b is None else (b - a) / per
+        out[config] = row
+    return out
+
+
+def report_instructions(counts: dict) -> None:
+    bare = counts.get("bare")
+    if not bare or None in bare.values():
+        return
+    print("\nInstructions (callgrind, exact and repeatable): above the bare SDK, thousands (kIr) per call and "
+          "instructions (Ir) per streamed event\n")
+    print("| configuration | kIr per call | kIr per async call | Ir per streamed event | bare absolute |")
+    print("|---|---|---|---|---|")
+    for config, row in counts.items():
+        if config == "bare":
+            print(f"| bare | (baseline) | | | {row['call'] / 1000:,.0f} kIr/call, {row['acall'] / 1000:,.0f} kIr/async "
+                  f"call, {row['event']:,.0f} Ir/event |")
+            continue
+        cells = []
+        for workload, scale in (("call", 1000), ("acall", 1000), ("event", 1)):
+            value, base = row.get(workload), bare.get(workload)
+            cells.append("failed" if value is None or base is None else f"{(value - base) / scale:+,.0f}")
+        print(f"| {config} | {' | '.join(cells)} | |")
+
+
+def instruction_checks(counts: dict) -> list:
+    """The per-call and per-event targets, judged on instruction counts instead of CPU time."""
+    def over(config, workload):
+        row, bare = counts.get(config), counts.get("bare")
+        if not row or not bare or row.get(workload) is None or bare.get(workload) is None:
+            return None
+        return row[workload] - bare[workload]
+
+    lines = []
+    ours, sdk = over("claude-otel", "call"), over("sdk-span", "call")
+    if ours is not None and sdk:
+        lines.append((ours <= sdk, f"per call (instructions): claude-otel ≤ 1.0 × the SDK's own span: "
+                                   f"{ours / 1000:+,.0f} vs {sdk / 1000:+,.0f} kIr ({ratio(ours, sdk)})"))
+    third = {c: over(c, "call") for c in THIRD_PARTY if over(c, "call") is not None}
+    if ours is not None and third:
+        cheapest = min(third, key=third.get)
+        lines.append((ours <= 0.5 * third[cheapest], f"per call (instructions): claude-otel ≤ 0.5 × the cheapest "
+                                                     f"third party ({cheapest}): {ours / 1000:+,.0f} vs "
+                                                     f"{third[cheapest] / 1000:+,.0f} kIr ({ratio(ours, third[cheapest])})"))
+    both = over("claude-otel+sdk", "call")
+    if both is not None and sdk:
+        lines.append((both - sdk <= sdk, f"per call (instructions): what claude-otel adds to the SDK's span ≤ what "
+                                         f"the span costs: {(both - sdk) / 1000:+,.0f} vs {sdk / 1000:+,.0f} kIr "
+                                         f"({ratio(both - sdk, sdk)})"))
+    return lines
 
 
 STARTUP_BARE = "import anthropic"
@@ -654,10 +783,15 @@ def main(argv=None) -> int:
     parser.add_argument("--memory-calls", type=int, default=20_000, help="calls for the RSS growth (2000 with --quick)")
     parser.add_argument("--startup-runs", type=int, default=10, help="fresh interpreters for startup (3 with --quick)")
     parser.add_argument("--json", help="also write every figure here")
+    parser.add_argument("--instructions", action="store_true",
+                        help="also count instructions under callgrind (needs valgrind; adds ~15 minutes)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--count", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         return child_main(args.child)
+    if args.count:
+        return count_main(args.count[0], args.count[1], int(args.count[2]))
     if args.setup:
         code = setup()
         if code:
@@ -680,10 +814,18 @@ def main(argv=None) -> int:
     if "claude-otel" in results or "claude-otel+sdk" in results:
         start = startup(python, 3 if args.quick else args.startup_runs)
     lines = report(results, skipped, start, args, python)
+    counts = {}
+    if args.instructions:
+        counts = instructions(python, list(results))
+        report_instructions(counts)
+        extra = instruction_checks(counts)
+        for ok, text in extra:
+            print(f"{'PASS' if ok else 'FAIL'}  {text}")
+        lines += extra
     if args.json:
         Path(args.json).write_text(json.dumps({
             "machine": machine(), "python": python, "quick": args.quick, "results": results, "skipped": skipped,
-            "summary": summarize(results), "startup": start,
+            "summary": summarize(results), "startup": start, "instructions": counts,
             "checks": [{"pass": ok, "text": text} for ok, text in lines]}, indent=1))
     return 0
 
