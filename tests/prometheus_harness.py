@@ -23,7 +23,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -33,16 +32,11 @@ import urllib.request
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import yaml
+from prometheus_server import free_port  # noqa: F401  (re-exported for test_grafana)
 
 
 class PrometheusUnavailable(RuntimeError):
     """prometheus or promtool is not installed."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def tool(name: str) -> str:
