@@ -83,7 +83,15 @@ def test_fastapi_service_mounts_metrics(sim):
 
 
 def test_gunicorn_example_sums_workers(sim, tmp_path):
+    from claude_otel.exporters.multiprocess import ARCHIVE, _write
+
     port = free_port()
+    # what an earlier run of the service left behind: its on_starting hook must clear claude-otel's files only
+    (tmp_path / "mp").mkdir()
+    _write(str(tmp_path / "mp" / ARCHIVE), {"gen_ai_client_operation_duration_seconds": {
+        "type": "histogram", "help": "h", "agg": "sum", "samples": {(("gen_ai_request_model", "old"),): {
+            "bounds": [1.0], "counts": [1000, 0], "sum": 1.0, "max": 0.5, "exemplars": {}}}}}, 1)
+    (tmp_path / "mp" / "someone_elses.db").write_text("kept")
     proc = subprocess.Popen([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"], cwd=EXAMPLES / "gunicorn",
                             env=env(sim, BIND=f"127.0.0.1:{port}", WORKERS=3,
                                     CLAUDE_OTEL_MULTIPROC_DIR=tmp_path / "mp"),
@@ -96,10 +104,15 @@ def test_gunicorn_example_sums_workers(sim, tmp_path):
         text = get(f"http://127.0.0.1:{port}/metrics")
         total = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                     if line.startswith("gen_ai_client_operation_duration_seconds_count"))
-        assert total == 12
+        assert total == 12  # not 1012: the earlier run's archive was cleared at start
+        assert (tmp_path / "mp" / "someone_elses.db").exists()
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(20)
+        try:
+            proc.wait(25)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
 
 
 STACK = EXAMPLES / "stack"

@@ -25,7 +25,8 @@ never count an exited worker twice (once in the archive, once in its file).
 
 Clear the directory when the whole service (re)starts, as with
 PROMETHEUS_MULTIPROC_DIR: files left by an earlier run would otherwise be
-added to this run's totals.
+added to this run's totals.  `clear(directory)` does it (gunicorn: call it in
+the `on_starting` hook, which runs in the master before any worker exists).
 """
 
 from __future__ import annotations
@@ -49,6 +50,23 @@ logger = logging.getLogger("claude_otel")
 PREFIX = "claude_otel_"
 ARCHIVE = PREFIX + "exited.json"
 LOCK = PREFIX + "lock"
+
+
+def clear(directory: str) -> int:
+    """Removes claude-otel's files (and only those) from a multi-process directory; returns how many; never raises."""
+    removed = 0
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return 0
+    for name in names:
+        if name.startswith((PREFIX, "." + PREFIX)):
+            try:
+                os.remove(os.path.join(directory, name))
+                removed += 1
+            except OSError:
+                logger.debug("claude-otel: could not remove %s from %s", name, directory, exc_info=True)
+    return removed
 
 
 def alive(pid: int) -> bool:
