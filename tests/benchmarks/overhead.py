@@ -56,7 +56,7 @@ CONFIGS = {
     "claude-otel+sdk": "claude-otel enriching the SDK's own span (SDK tracing on)",
     "openllmetry": "opentelemetry-instrumentation-anthropic (OpenLLMetry), SDK tracing off",
     "openinference": "openinference-instrumentation-anthropic, SDK tracing off",
-    "openlit": "OpenLIT's Anthropic instrumentation, SDK tracing off (only when openlit is installed)",
+    "openlit": "OpenLIT's Anthropic instrumentation, SDK tracing off (installed by --setup without its deps)",
 }
 SDK_TRACING = {"sdk-span", "claude-otel+sdk"}
 THIRD_PARTY = ("openllmetry", "openinference", "openlit")
@@ -193,9 +193,14 @@ class Child:
             AnthropicInstrumentor().instrument(tracer_provider=tp, meter_provider=mp)
         elif config == "openlit":
             import openlit
+            from openlit._instrumentors import MODULE_NAME_MAP
+            from opentelemetry import metrics, trace
 
-            openlit.init(tracer=tp.get_tracer("openlit"), meter=mp.get_meter("openlit"), collect_gpu_stats=False,
-                         disabled_instrumentors=[], otlp_endpoint=None)
+            # openlit.init() takes no providers: it reuses global SDK ones (adding no exporter of its own).
+            trace.set_tracer_provider(tp)
+            metrics.set_meter_provider(mp)
+            openlit.init(disabled_instrumentors=[name for name in MODULE_NAME_MAP if name != "anthropic"],
+                         collect_gpu_stats=False, collect_system_metrics=False)
 
     def flush(self) -> None:
         self.tracer_provider.force_flush()
@@ -768,6 +773,9 @@ def report(results: dict, skipped: dict, start: dict, args, python: str) -> list
 
 # -- setup and main ---------------------------------------------------------------------------------------------
 
+OPENLIT = "openlit==1.45.0"
+
+
 def setup() -> int:
     """Creates .venvs/bench: claude-otel (editable) and the pinned third-party instrumentations."""
     python = BENCH_VENV / "bin" / "python"
@@ -776,6 +784,8 @@ def setup() -> int:
         subprocess.run([sys.executable, "-m", "venv", str(BENCH_VENV)], check=True)
     code = subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(REQUIREMENTS),
                            "-e", str(ROOT)]).returncode
+    if code == 0:  # its declared anthropic < 1.0 would replace the SDK under test: see requirements.txt
+        code = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", OPENLIT]).returncode
     if code == 0:
         print(f"benchmark venv ready: {BENCH_VENV}")
     return code
