@@ -33,7 +33,7 @@ class Attempt:
     __slots__ = (
         "op", "index", "start", "span", "read_timeout", "connect_timeout", "backoff", "phase_times",
         "headers_at", "end", "status", "error_type", "headers_wait", "pre_wait", "max_gap", "first_chunk_at",
-        "last_at", "last_chunk_at", "chunks", "request_id",
+        "last_at", "last_chunk_at", "chunks", "request_id", "cause",
     )
 
     def __init__(self, op: "Operation", index: int, start: float, read_timeout, connect_timeout, backoff) -> None:
@@ -57,6 +57,7 @@ class Attempt:
         self.last_chunk_at = None
         self.chunks = 0
         self.request_id = None
+        self.cause = None
 
     def body_sent_at(self) -> float:
         """Returns when the request body was fully sent (the attempt's start if the transport did not say)."""
@@ -70,6 +71,14 @@ class Attempt:
         if end is None:
             return (now - start) if now is not None else None
         return end - start
+
+    def silence(self, now: float) -> Optional[float]:
+        """Returns seconds since the last byte arrived (or the request was sent), None if it never connected."""
+        times = self.phase_times
+        if times[CONNECT_START] is not None and times[CONNECT_END] is None:
+            return None
+        last = self.last_at or self.headers_at or times[HEADERS] or self.body_sent_at()
+        return max(now - last, 0.0)
 
     def read_wait(self) -> Optional[float]:
         """Returns the longest single wait for bytes this attempt saw, or None before any response."""
@@ -236,12 +245,8 @@ class Operation:
         """Records an attempt that raised (timeout, connection error, cancellation) and ends it."""
         now = perf_counter()
         error_type = errors.error_type(exc)
-        phase = errors.timeout_phase(exc)
-        if phase is not None:
-            self.tel.instruments.timeouts.add(
-                1, attributes.variant(self.key, self.attrs, (semconv.TIMEOUT_PHASE, phase)))
-            if phase == "read" and attempt.headers_wait is None:
-                attempt.headers_wait = max(now - attempt.body_sent_at(), 0.0)
+        if errors.timeout_phase(exc) == "read" and attempt.headers_wait is None:
+            attempt.headers_wait = max(now - attempt.body_sent_at(), 0.0)
         self.last_reason = errors.attempt_outcome(exc)
         self.end_attempt(attempt, now, error_type, exc)
 
@@ -254,7 +259,21 @@ class Operation:
         self.last_end = now
         tel = self.tel
         ins = tel.instruments
-        attrs = attributes.variant(self.key, self.attrs, (semconv.ERROR_TYPE, error_type)) if error_type else self.attrs
+        silence = None
+        if error_type:
+            # The cause is worked out only on failure: a successful attempt pays one truth test for it.
+            silence = attempt.silence(now) if exc is not None else None
+            cause = attempt.cause = errors.failure_cause(exc, silence, tel.proxy_idle_timeout)
+            if not errors.is_peer_close(cause):
+                silence = None
+            attrs = attributes.variant(
+                self.key, self.attrs, (semconv.ERROR_TYPE, error_type), (semconv.FAILURE_CAUSE, cause))
+            phase = errors.timeout_phase(exc) if exc is not None else None
+            if phase is not None:
+                ins.timeouts.add(1, attributes.variant(
+                    self.key, self.attrs, (semconv.TIMEOUT_PHASE, phase), (semconv.FAILURE_CAUSE, cause)))
+        else:
+            attrs = self.attrs
         ins.attempt_duration.record(now - attempt.start, attrs, self.ctx)
         value, kind = timeouts.utilization(
             attempt.connect_time(now), attempt.read_wait(), attempt.read_timeout, attempt.connect_timeout,
@@ -278,6 +297,10 @@ class Operation:
                 done[semconv.RESPONSE_TTFC] = attempt.first_chunk_at - attempt.start
                 done[semconv.PREFILL] = attempt.first_chunk_at - attempt.body_sent_at()
                 done[semconv.STREAM_GAP] = attempt.max_gap
+            if error_type:
+                done[semconv.FAILURE_CAUSE] = attempt.cause
+                if silence is not None:
+                    done[semconv.SILENCE_BEFORE_DROP] = silence
             span.set_attributes(done)
             if error_type:
                 spans.set_error(span, error_type, exc)
@@ -287,6 +310,8 @@ class Operation:
             if self.max_util is not None:
                 enrich[semconv.UTILIZATION] = self.max_util
                 enrich[semconv.TIMEOUT_KIND] = self.util_kind
+            if error_type:  # the SDK's span may end before the call's own failure is seen
+                enrich[semconv.FAILURE_CAUSE] = attempt.cause
             self.span.set_attributes(enrich)
 
     # -- streams --------------------------------------------------------------------------------------------
@@ -401,14 +426,16 @@ class Operation:
         ins = tel.instruments
         attempt = self.attempt
         if attempt is not None and attempt.end is None:
-            if error_type is not None and attempt.error_type is None and exc is not None:
-                phase = errors.timeout_phase(exc)
-                if phase is not None:
-                    ins.timeouts.add(1, attributes.variant(self.key, self.attrs, (semconv.TIMEOUT_PHASE, phase)))
             self.end_attempt(attempt, now, error_type, exc)
         ctx = self.ctx
         ins.in_flight.add(self.key, self.attrs, -1)
-        attrs = attributes.variant(self.key, self.attrs, (semconv.ERROR_TYPE, error_type)) if error_type else self.attrs
+        cause = None
+        if error_type:
+            cause = self._cause(exc, attempt)
+            attrs = attributes.variant(
+                self.key, self.attrs, (semconv.ERROR_TYPE, error_type), (semconv.FAILURE_CAUSE, cause))
+        else:
+            attrs = self.attrs
         ins.operation_duration.record(now - self.start, attrs, ctx)
         first = attempt.first_chunk_at if attempt is not None else None
         if first is not None:
@@ -431,9 +458,18 @@ class Operation:
         if span is not None and span.is_recording():
             self._describe(span, first, attempt, closed_early)
             if error_type is not None:
+                span.set_attribute(semconv.FAILURE_CAUSE, cause)
                 spans.set_error(span, error_type, exc, description)
         if span is not None and self.own_span:
             span.end()
+
+    def _cause(self, exc: Optional[BaseException], attempt: Optional[Attempt]) -> str:
+        """Returns the failed call's cause: its last attempt's (which knows the silence) unless the call itself
+        was cancelled, refused by the SDK or failed on an API error."""
+        own = errors.failure_cause(exc, None, self.tel.proxy_idle_timeout)
+        if attempt is not None and attempt.cause is not None and own not in errors.CALL_LEVEL_CAUSES:
+            return attempt.cause
+        return own
 
     def _timeout_attributes(self) -> dict:
         """Returns the applied timeouts as operation-span attributes."""

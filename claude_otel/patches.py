@@ -7,6 +7,8 @@ Patch points (class attributes, so clients created before or after
   entered once per SDK method call, around the SDK's own retry loop;
 - `httpx.Client.send` / `AsyncClient.send` (and the httpx2 twins) — one HTTP
   attempt; only requests sent from inside a patched `request()` are observed;
+- `BaseClient._calculate_nonstreaming_timeout` — where `messages.create()` refuses, before `request()`, a
+  non-streamed `max_tokens` that implies more than 10 minutes (recorded as a failed call);
 - `Stream._iter_events` / `AsyncStream._iter_events` — the events of a stream;
 - `Stream.__stream__` / `AsyncStream.__stream__` — errors raised while parsing them;
 - `Stream.close` / `AsyncStream.close` (and the helper streams' own `close`,
@@ -24,6 +26,8 @@ from __future__ import annotations
 import contextvars
 import importlib
 import logging
+import sys
+from types import SimpleNamespace
 from typing import Callable, List, Optional, Tuple
 
 import wrapt
@@ -139,6 +143,47 @@ async def async_request(wrapped, instance, args, kwargs):
     except Exception:
         report("request end")
     return result
+
+
+# -- a call the SDK refuses before sending it -----------------------------------------------------------------
+
+def _caller_model(depth: int = 6) -> Optional[str]:
+    """Returns the `model` argument of the SDK method that asked for the non-streaming timeout, or None."""
+    frame = sys._getframe(2)
+    while frame is not None and depth > 0:
+        local = frame.f_locals
+        if "max_tokens" in local and isinstance(local.get("model"), str):
+            return local["model"]
+        frame = frame.f_back
+        depth -= 1
+    return None
+
+
+def _refused(client, args, kwargs, exc: BaseException) -> None:
+    """Records a call the SDK refused before any HTTP attempt (non-streamed max_tokens over its 10-minute limit)."""
+    tel = STATE.telemetry
+    if tel is None or CURRENT.get() is not None:
+        return
+    try:
+        max_tokens = args[0] if args else kwargs.get("max_tokens")
+        options = SimpleNamespace(method="post", url="/v1/messages",
+                                  json_data={"model": _caller_model(), "max_tokens": max_tokens})
+        op = Operation(tel, client, options, False)
+        if op.span is None:
+            op._own_span()
+        op.failed(exc)
+    except Exception:
+        report("refused request")
+
+
+def nonstreaming_timeout(wrapped, instance, args, kwargs):
+    # messages.create()/parse() ask the client for a non-streaming timeout before request(): the SDK's
+    # ValueError('Streaming is required ...') would otherwise leave no trace of the call.
+    try:
+        return wrapped(*args, **kwargs)
+    except ValueError as exc:
+        _refused(instance, args, kwargs, exc)
+        raise
 
 
 # -- one attempt ---------------------------------------------------------------------------------------------
@@ -293,6 +338,8 @@ async def async_close(wrapped, instance, args, kwargs):
 PATCHES: Tuple[Tuple[str, str, str, Callable], ...] = (
     ("anthropic._base_client", "SyncAPIClient", "request", sync_request),
     ("anthropic._base_client", "AsyncAPIClient", "request", async_request),
+    # Refuses non-streamed requests whose max_tokens implies more than 10 minutes (not in every SDK, e.g. 0.40).
+    ("anthropic._base_client", "BaseClient", "_calculate_nonstreaming_timeout", nonstreaming_timeout),
     ("anthropic._streaming", "Stream", "_iter_events", sync_iter_events),
     ("anthropic._streaming", "AsyncStream", "_iter_events", async_iter_events),
     # Errors the SDK raises while parsing events (invalid JSON, ...) surface in __stream__, above _iter_events.

@@ -38,6 +38,9 @@ RETRY_REASON = "anthropic.retry.reason"
 TIMEOUT_PHASE = "anthropic.timeout.phase"
 TIMEOUT_KIND = "anthropic.timeout.kind"
 RATELIMIT_KIND = "anthropic.ratelimit.kind"
+# Why a failed attempt or call failed: one of FAILURE_CAUSES (on spans, anthropic.client.timeouts and the error
+# points of the duration histograms).  The rule for each value is in errors.failure_cause and the README.
+FAILURE_CAUSE = "anthropic.failure.cause"
 
 PROVIDER = "anthropic"
 
@@ -64,6 +67,7 @@ ATTEMPT_COUNT = "anthropic.attempt.count"
 STREAM_GAP = "anthropic.stream.max_gap"
 STREAM_CLOSED_EARLY = "anthropic.stream.closed_early"
 REQUEST_ID = "anthropic.request.id"
+SILENCE_BEFORE_DROP = "anthropic.connection.silence_before_drop"
 BACKOFF = "anthropic.retry.backoff"
 HTTP_METHOD = "http.request.method"
 HTTP_STATUS = "http.response.status_code"
@@ -81,6 +85,25 @@ EVENT_FIRST_TOKEN = "anthropic.first_token"
 ERROR_TIMEOUT = "timeout"
 ERROR_CONNECTION = "connection_error"
 ERROR_CANCELLED = "cancelled"
+
+# Values of anthropic.failure.cause: a closed set.
+CAUSE_READ_TIMEOUT = "client_read_timeout"
+CAUSE_CONNECT_TIMEOUT = "client_connect_timeout"
+CAUSE_WRITE_TIMEOUT = "client_write_timeout"
+CAUSE_POOL_TIMEOUT = "pool_timeout"
+CAUSE_PROXY_IDLE_CUT = "proxy_idle_cut"
+CAUSE_CONNECTION_RESET = "connection_reset"
+CAUSE_DNS = "dns"
+CAUSE_TLS = "tls"
+CAUSE_APP_CANCELLED = "app_cancelled"
+CAUSE_SDK_NONSTREAMING_LIMIT = "sdk_nonstreaming_limit"
+CAUSE_API_ERROR = "api_error"
+CAUSE_OTHER = "other"
+FAILURE_CAUSES = (
+    CAUSE_READ_TIMEOUT, CAUSE_CONNECT_TIMEOUT, CAUSE_WRITE_TIMEOUT, CAUSE_POOL_TIMEOUT, CAUSE_PROXY_IDLE_CUT,
+    CAUSE_CONNECTION_RESET, CAUSE_DNS, CAUSE_TLS, CAUSE_APP_CANCELLED, CAUSE_SDK_NONSTREAMING_LIMIT,
+    CAUSE_API_ERROR, CAUSE_OTHER,
+)
 
 # Histogram bucket boundaries.  The semantic-convention duration buckets stop
 # at 81.92 s; the SDK's default timeout is 600 s, so three more doublings keep
