@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set-up for development and CI on a fresh machine: system packages (Prometheus, promtool, tmux),
+# Set-up for development and CI on a fresh machine: system packages (Prometheus, promtool, Alertmanager, amtool, tmux),
 # the project venv (.venv) and one venv per SDK version of the test matrix (.venvs/anthropic-*).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +11,9 @@ need_apt=()
 command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v tmux >/dev/null 2>&1 || need_apt+=(tmux)
+# Alertmanager (and amtool) for the paging tests and the fire drill
+command -v prometheus-alertmanager >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
+command -v amtool >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "== apt-get install ${need_apt[*]}"
