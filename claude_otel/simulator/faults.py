@@ -34,6 +34,10 @@ class Fault:
     drop_after: Optional[int] = None
     proxy_idle_timeout: Optional[float] = None
     malformed: Optional[str] = None
+    tool_use: bool = False
+    refuse_model: Optional[str] = None
+    text: Optional[str] = None
+    no_message_stop: bool = False
 
     def scaled(self, factor: float) -> "Fault":
         """Returns this fault with every duration multiplied by factor (profiles are written at real-world scale)."""
@@ -60,6 +64,14 @@ def _malformed(raw: str) -> str:
     return raw
 
 
+def _flag(raw: str) -> bool:
+    """Returns a boolean parsed from raw (1/true/yes or 0/false/no)."""
+    value = raw.lower()
+    if value not in ("1", "true", "yes", "0", "false", "no"):
+        raise ValueError("must be true or false")
+    return value in ("1", "true", "yes")
+
+
 def _count(raw: str) -> int:
     """Returns a non-negative integer parsed from raw ("3" or "3.0")."""
     value = int(float(raw))
@@ -82,7 +94,8 @@ PARSERS: Dict[str, Callable[[str], object]] = {
     "input_tokens": _count, "cache_read_tokens": _count, "cache_creation_tokens": _count, "stall_at": _count,
     "stall": _seconds, "fail_attempts": _count, "fail_status": _count, "retry_after": _seconds,
     "retry_after_ms": _count, "error_after": _count, "error_type": str, "drop_after": _count,
-    "proxy_idle_timeout": _seconds, "malformed": _malformed,
+    "proxy_idle_timeout": _seconds, "malformed": _malformed, "tool_use": _flag, "refuse_model": str, "text": str,
+    "no_message_stop": _flag,
 }
 FIELD_HELP: Dict[str, str] = {
     "headers_delay": "seconds before the status line (streaming: queueing; non-streaming: part of generation)",
@@ -103,6 +116,11 @@ FIELD_HELP: Dict[str, str] = {
     "drop_after": "streaming: cut the connection after N tokens; 0 on non-streaming: no response at all",
     "proxy_idle_timeout": "cut the connection instead of writing after this many idle seconds",
     "malformed": "serve broken output: " + ", ".join(MALFORMED),
+    "tool_use": "answer with a tool_use block calling the request's first tool, unless the last message holds a "
+                "tool_result (the tool runner's loop)",
+    "refuse_model": "requests for this model end with stop_reason refusal and a fallback credit token",
+    "text": "the output text to serve instead of the simulated words (e.g. JSON for structured outputs)",
+    "no_message_stop": "streaming: end the stream after message_delta without message_stop",
 }
 OPTIONAL = frozenset(f.name for f in dataclasses.fields(Fault) if f.default is None)
 assert set(PARSERS) == set(FIELD_HELP) == {f.name for f in dataclasses.fields(Fault)}  # a new field needs both

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 from urllib.parse import parse_qs
 
 # One simulated token each: short words, so a delta is one token as in the real API.
@@ -196,3 +196,86 @@ def route(method: str, path: str) -> Tuple[str, Optional[str]]:
     if method == "GET" and path.startswith("/v1/models/") and path.count("/") == 3:
         return "model_get", path.rsplit("/", 1)[1]
     return "unknown", None
+
+
+# -- answers shaped by the fault: tool calls, refusals, given text ------------------------------------------------
+
+_SAMPLE_VALUES = {"string": "sim", "integer": 1, "number": 1.5, "boolean": True, "array": [], "object": {}}
+
+
+def tool_to_call(body: Optional[dict], fault) -> Optional[Dict]:
+    """Returns the tool a request is answered by calling (fault.tool_use, the first tool, no tool_result yet), or None."""
+    if not fault.tool_use or not isinstance(body, dict):
+        return None
+    tools = body.get("tools")
+    if not isinstance(tools, list) or not tools or not isinstance(tools[0], dict):
+        return None
+    messages = body.get("messages")
+    last = messages[-1] if isinstance(messages, list) and messages else None
+    content = last.get("content") if isinstance(last, dict) else None
+    if isinstance(content, list) and any(isinstance(b, dict) and b.get("type") == "tool_result" for b in content):
+        return None
+    return tools[0]
+
+
+def tool_input(tool: Dict) -> Dict:
+    """Returns arguments for a tool call: a sample value for every required property of its input schema."""
+    schema = tool.get("input_schema") if isinstance(tool.get("input_schema"), dict) else {}
+    props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+    required = schema.get("required") if isinstance(schema.get("required"), list) else list(props)
+    return {name: _SAMPLE_VALUES.get((props.get(name) or {}).get("type"), "sim") for name in required}
+
+
+def pieces(text: str, n: int) -> List[str]:
+    """Returns text cut into n consecutive pieces (n >= 1) that join back to it."""
+    n = max(n, 1)
+    size = -(-len(text) // n) if text else 0
+    return [text[i * size:(i + 1) * size] for i in range(n)]
+
+
+def refusal_details(msg_id: str) -> Dict:
+    """Returns the stop_details of a refusal, with a fallback credit token as the beta API mints one."""
+    return {"type": "refusal", "category": "cyber", "explanation": None,
+            "fallback_credit_token": "fct_sim_" + msg_id.rsplit("_", 1)[-1]}
+
+
+def answer(msg_id: str, model: str, body: Optional[dict], fault, n: int, stop: str, use: Dict[str, int]) -> Dict:
+    """Returns the non-streamed message a request is answered with: words, the fault's text, a tool call or a refusal."""
+    tool = tool_to_call(body, fault)
+    if tool is not None:
+        block = {"type": "tool_use", "id": "toolu_sim_" + msg_id.rsplit("_", 1)[-1], "name": tool.get("name"),
+                 "input": tool_input(tool)}
+        return dict(message(msg_id, model, "", "tool_use", use), content=[block])
+    text = fault.text if fault.text is not None else text_of(n)
+    if fault.refuse_model is not None and model == fault.refuse_model:
+        return dict(message(msg_id, model, text, "refusal", use), stop_details=refusal_details(msg_id))
+    return message(msg_id, model, text, stop, use)
+
+
+def answer_stream(msg_id: str, model: str, body: Optional[dict], fault, n: int, stop: str,
+                  use: Dict[str, int]) -> Tuple[List[bytes], Callable[[int], bytes], List[bytes]]:
+    """Returns (head events, render(i) of delta i, tail events) of the stream a request is answered with."""
+    head = stream_head(msg_id, model, use)
+    tail = stream_tail(stop, n)
+    render: Callable[[int], bytes] = delta
+    tool = tool_to_call(body, fault)
+    if tool is not None:
+        block = {"type": "tool_use", "id": "toolu_sim_" + msg_id.rsplit("_", 1)[-1], "name": tool.get("name"),
+                 "input": {}}
+        head[1] = sse("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block})
+        parts = pieces(json.dumps(tool_input(tool)), n)
+        render = lambda i: sse("content_block_delta", {  # noqa: E731
+            "type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": parts[i]}})
+        tail = stream_tail("tool_use", n)
+    elif fault.text is not None:
+        parts = pieces(fault.text, n)
+        render = lambda i: sse("content_block_delta", {  # noqa: E731
+            "type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": parts[i]}})
+    if tool is None and fault.refuse_model is not None and model == fault.refuse_model:
+        tail[1] = sse("message_delta", {"type": "message_delta",
+                                        "delta": {"stop_reason": "refusal", "stop_sequence": None,
+                                                  "stop_details": refusal_details(msg_id)},
+                                        "usage": {"output_tokens": n}})
+    if fault.no_message_stop:
+        tail = tail[:-1]
+    return head, render, tail

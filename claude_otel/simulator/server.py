@@ -522,8 +522,7 @@ class Simulator:
         record, fault = ex.record, ex.record.fault
         n, stop = self._plan(record)
         use = responses.usage(record.input_tokens, n, fault.cache_read_tokens, fault.cache_creation_tokens)
-        body = responses.message(self._new_id("msg"), record.model or "claude", responses.text_of(n),
-                                 stop, use)
+        body = responses.answer(self._new_id("msg"), record.model or "claude", record.body, fault, n, stop, use)
         await self._whole(ex, n, body)
 
     async def _message_stream(self, ex: _Exchange) -> None:
@@ -531,8 +530,9 @@ class Simulator:
         record, fault = ex.record, ex.record.fault
         n, stop = self._plan(record)
         use = responses.usage(record.input_tokens, n, fault.cache_read_tokens, fault.cache_creation_tokens)
-        head = responses.stream_head(self._new_id("msg"), record.model or "claude", use)
-        await self._stream(ex, n, head, responses.delta, responses.stream_tail(stop, n))
+        head, render, tail = responses.answer_stream(self._new_id("msg"), record.model or "claude", record.body,
+                                                     fault, n, stop, use)
+        await self._stream(ex, n, head, render, tail)
 
     async def _complete(self, ex: _Exchange) -> None:
         """Returns once a legacy Text Completions response (streamed or not) is served."""
