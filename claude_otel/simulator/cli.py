@@ -64,7 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Serves until Ctrl-C (or SIGTERM); returns the exit code (0 then, 1 when it cannot listen)."""
+    """Serves until Ctrl-C (SIGINT) or SIGTERM; returns the exit code: 0 for such a requested stop, 1 when it
+    cannot listen (130 comes from the caller when a second Ctrl-C interrupts the shutdown itself)."""
     if getattr(args, "list_profiles", False):
         print("profiles (x-sim-profile: NAME, model sim-NAME, or --profile NAME):")
         print(profiles_table())
@@ -74,32 +75,40 @@ def run(args: argparse.Namespace) -> int:
     overrides: Dict[str, object] = {name: getattr(args, "fault_" + name) for name in FAULT_FLAGS
                                     if hasattr(args, "fault_" + name)}
     profile = getattr(args, "profile", "normal")
-    try:
-        sim = Simulator(getattr(args, "host", "127.0.0.1"), getattr(args, "port", 8089), profile,
-                        getattr(args, "time_scale", 1.0), getattr(args, "proxy_idle_timeout", None), overrides,
-                        max_requests=1000)
-        sim.start()
-    except (OSError, ValueError) as exc:
-        print(f"claude-otel simulate: cannot serve: {exc}", file=sys.stderr)
-        return 1
-    changed = ", ".join(f"{k}={v}" for k, v in overrides.items())
-    print(f"claude-otel simulator listening on {sim.base_url} (profile {profile}, time scale {sim.time_scale:g}"
-          f"{', ' + changed if changed else ''})", flush=True)
-    print(f"  export ANTHROPIC_BASE_URL={sim.base_url}", flush=True)
-    print("  per request: header x-sim-profile: NAME (or model sim-NAME), x-sim-FIELD: VALUE; "
-          "--list-profiles lists them. Ctrl-C stops.", flush=True)
-    previous = None
+    previous = {}
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _interrupt)
+        # SIGINT too: a shell without job control (a script's `claude-otel simulate &`, CI runners) starts
+        # background jobs with SIGINT ignored, Python then keeps it ignored, and `kill -INT` would do nothing.
+        # Installed before the listening line, so a client that reacts to that line can already stop it.
+        previous = {signum: signal.signal(signum, _interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
-        sim.serve_forever()
+        try:
+            sim = Simulator(getattr(args, "host", "127.0.0.1"), getattr(args, "port", 8089), profile,
+                            getattr(args, "time_scale", 1.0), getattr(args, "proxy_idle_timeout", None), overrides,
+                            max_requests=1000)
+            sim.start()
+        except (OSError, ValueError) as exc:
+            print(f"claude-otel simulate: cannot serve: {exc}", file=sys.stderr)
+            return 1
+        try:
+            changed = ", ".join(f"{k}={v}" for k, v in overrides.items())
+            print(f"claude-otel simulator listening on {sim.base_url} (profile {profile}, time scale "
+                  f"{sim.time_scale:g}{', ' + changed if changed else ''})", flush=True)
+            print(f"  export ANTHROPIC_BASE_URL={sim.base_url}", flush=True)
+            print("  per request: header x-sim-profile: NAME (or model sim-NAME), x-sim-FIELD: VALUE; "
+                  "--list-profiles lists them. Ctrl-C stops.", flush=True)
+            sim.serve_forever()
+        except KeyboardInterrupt:  # before serve_forever took over; it handles the ones that come later
+            pass
+        finally:
+            sim.stop()
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     print(f"claude-otel simulator stopped after {sim.requests_total} requests", flush=True)
     return 0
 
 
 def _interrupt(signum, frame) -> None:
-    """Turns SIGTERM into the KeyboardInterrupt that Ctrl-C raises, so both stop cleanly."""
+    """Raises the KeyboardInterrupt that stops serve_forever, for SIGINT and SIGTERM alike."""
     raise KeyboardInterrupt
