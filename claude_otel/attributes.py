@@ -119,9 +119,10 @@ _BASE_CACHE: Dict[tuple, Dict[str, object]] = {}
 _VARIANT_CACHE: Dict[tuple, Dict[str, object]] = {}
 
 
-def base(operation: str, model: str, server: Tuple[str, int], stream: bool) -> Tuple[tuple, Dict[str, object]]:
+def base(operation: str, model: str, server: Tuple[str, int], stream: bool,
+         stream_attribute: str = semconv.REQUEST_STREAM) -> Tuple[tuple, Dict[str, object]]:
     """Returns (key, attributes) every metric of a call carries; the dict is cached, so never mutate it."""
-    key = (operation, model, server, stream)
+    key = (operation, model, server, stream, stream_attribute)
     attrs = _BASE_CACHE.get(key)
     if attrs is None:
         attrs = {
@@ -130,7 +131,7 @@ def base(operation: str, model: str, server: Tuple[str, int], stream: bool) -> T
             semconv.REQUEST_MODEL: model,
             semconv.SERVER_ADDRESS: server[0],
             semconv.SERVER_PORT: server[1],
-            semconv.REQUEST_STREAM: stream,
+            stream_attribute: stream,  # anthropic.request.stream, or gen_ai.request.stream in the latest set
         }
         if len(_BASE_CACHE) < 4096:
             _BASE_CACHE[key] = attrs

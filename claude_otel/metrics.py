@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from typing import Dict, Iterable, List
+from typing import Dict, Iterable, List, Optional
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-from . import semconv
+from . import attributes, semconv
 
 
 def _histogram(meter: Meter, name: str, unit: str, description: str, buckets):
@@ -25,22 +25,58 @@ def _histogram(meter: Meter, name: str, unit: str, description: str, buckets):
 class Instruments:
     """Every instrument the agent records, named exactly as the public contract says."""
 
-    def __init__(self, meter: Meter, chunk_metrics: bool = False) -> None:
+    def __init__(self, meter: Meter, chunk_metrics: bool = False, latest: Optional[bool] = None) -> None:
         d = semconv.DURATION_BUCKETS
+        if latest is None:
+            latest = semconv.latest_opted_in(os.environ.get(semconv.OPT_IN_ENV))
+        # The name set is chosen here, once: the hot path only reads these attributes.
+        self.latest = latest
+        self.stream_attribute = semconv.GEN_AI_REQUEST_STREAM if latest else semconv.REQUEST_STREAM
+        self.cache_write_attribute = semconv.USAGE_CACHE_WRITE if latest else semconv.USAGE_CACHE_CREATION
+        names = (semconv.INFERENCE_DURATION, semconv.INFERENCE_TIME_TO_FIRST_CHUNK,
+                 semconv.INFERENCE_TIME_PER_OUTPUT_CHUNK) if latest else (
+            semconv.OPERATION_DURATION, semconv.TIME_TO_FIRST_CHUNK, semconv.TIME_PER_OUTPUT_CHUNK)
+        spec = semconv.SPEC_DURATION_BUCKETS
         self.operation_duration = _histogram(
-            meter, semconv.OPERATION_DURATION, "s",
-            "Duration of one Anthropic SDK call, including retries, backoff and reading its stream.", d)
-        self.token_usage = _histogram(
-            meter, semconv.TOKEN_USAGE, "{token}",
-            "Tokens used per call, by gen_ai.token.type (input, output, cache_read, cache_creation).",
-            semconv.TOKEN_BUCKETS)
+            meter, names[0], "s",
+            "Duration of one Anthropic SDK call, including retries, backoff and reading its stream.",
+            spec if latest else d)
         self.time_to_first_chunk = _histogram(
-            meter, semconv.TIME_TO_FIRST_CHUNK, "s",
-            "Streamed calls: from the call's start (incl. earlier attempts and backoff) to the first content delta.", d)
+            meter, names[1], "s",
+            "Streamed calls: from the call's start (incl. earlier attempts and backoff) to the first content delta.",
+            spec if latest else d)
         self.time_per_output_chunk = _histogram(
-            meter, semconv.TIME_PER_OUTPUT_CHUNK, "s",
+            meter, names[2], "s",
             "Streamed calls: time between content deltas after the first one.",
-            semconv.CHUNK_BUCKETS) if chunk_metrics else None
+            spec if latest else semconv.CHUNK_BUCKETS) if chunk_metrics else None
+        self.token_usage = self.usage_input = self.usage_output = self.usage_cache_read = None
+        self.usage_cache_write = self.operation_input_tokens = self.operation_output_tokens = None
+        if latest:
+            self.usage_input = meter.create_counter(
+                semconv.USAGE_INPUT_COUNTER, unit="{token}",
+                description="Input tokens used, including cached tokens (every inference call, failed ones too).")
+            self.usage_output = meter.create_counter(
+                semconv.USAGE_OUTPUT_COUNTER, unit="{token}",
+                description="Output tokens used (every inference call, failed ones too).")
+            self.usage_cache_read = meter.create_counter(
+                semconv.USAGE_CACHE_READ_COUNTER, unit="{token}",
+                description="Input tokens served from the prompt cache (a subset of the input tokens).")
+            self.usage_cache_write = meter.create_counter(
+                semconv.USAGE_CACHE_WRITE_COUNTER, unit="{token}",
+                description="Input tokens written to the prompt cache (a subset of the input tokens).")
+            self.operation_input_tokens = _histogram(
+                meter, semconv.OPERATION_INPUT_TOKENS, "{token}",
+                "Input tokens per inference call, including cached tokens.", semconv.SPEC_TOKEN_BUCKETS)
+            self.operation_output_tokens = _histogram(
+                meter, semconv.OPERATION_OUTPUT_TOKENS, "{token}",
+                "Output tokens per inference call.", semconv.SPEC_TOKEN_BUCKETS)
+            self.record_tokens = self._latest_tokens
+        else:
+            self.token_usage = _histogram(
+                meter, semconv.TOKEN_USAGE, "{token}",
+                "Tokens used per call, by gen_ai.token.type (input, output, cache_read, cache_creation).",
+                semconv.TOKEN_BUCKETS)
+            self.record_tokens = self._default_tokens
         self.stream_max_gap = _histogram(
             meter, semconv.STREAM_MAX_GAP, "s",
             "Streamed calls: the longest wait for the next event after the first token; what a read or proxy idle "
@@ -78,6 +114,41 @@ class Instruments:
         self.ratelimit_remaining = meter.create_gauge(
             semconv.RATELIMIT_REMAINING, unit="{unit}",
             description="Remaining rate limit from anthropic-ratelimit-*-remaining headers, by anthropic.ratelimit.kind.")
+
+
+    def _default_tokens(self, op, attrs: dict, ctx, failed: bool) -> None:
+        """Records gen_ai.client.token.usage by gen_ai.token.type, for successful calls only (today's contract)."""
+        if failed:
+            return
+        usage = self.token_usage
+        key, base = op.key, op.attrs
+        if op.input_tokens is not None:
+            usage.record(op.input_tokens, attributes.variant(key, base, (semconv.TOKEN_TYPE, "input")), ctx)
+        if op.output_tokens is not None:
+            usage.record(op.output_tokens, attributes.variant(key, base, (semconv.TOKEN_TYPE, "output")), ctx)
+        if op.cache_read:
+            usage.record(op.cache_read, attributes.variant(key, base, (semconv.TOKEN_TYPE, "cache_read")), ctx)
+        if op.cache_creation:
+            usage.record(op.cache_creation,
+                         attributes.variant(key, base, (semconv.TOKEN_TYPE, "cache_creation")), ctx)
+
+    def _latest_tokens(self, op, attrs: dict, ctx, failed: bool) -> None:
+        """Records the latest conventions' usage counters and per-call histograms for every inference call,
+        failed ones included (0 where no usage arrived); `attrs` carry error.type when it failed."""
+        if op.name not in semconv.INFERENCE_OPERATIONS:
+            return
+        cache_read = op.cache_read or 0
+        cache_write = op.cache_creation or 0
+        # Anthropic's input_tokens leaves out cached tokens; the conventions' input count includes them.
+        inputs = (op.input_tokens or 0) + cache_read + cache_write
+        outputs = op.output_tokens or 0
+        counted = attributes.variant(op.key, op.attrs, (semconv.TOKEN_MODALITY, semconv.MODALITY_UNKNOWN))
+        self.usage_input.add(inputs, counted, ctx)
+        self.usage_output.add(outputs, counted, ctx)
+        self.usage_cache_read.add(cache_read, counted, ctx)
+        self.usage_cache_write.add(cache_write, counted, ctx)
+        self.operation_input_tokens.record(inputs, attrs, ctx)
+        self.operation_output_tokens.record(outputs, attrs, ctx)
 
 
 class InFlight:

@@ -10,6 +10,7 @@ the application; methods that run at garbage collection guard themselves.
 
 from __future__ import annotations
 
+import json
 import logging
 from time import perf_counter, time_ns
 from typing import Optional
@@ -33,7 +34,7 @@ class Attempt:
     __slots__ = (
         "op", "index", "start", "span", "read_timeout", "connect_timeout", "backoff", "phase_times",
         "headers_at", "end", "status", "error_type", "headers_wait", "pre_wait", "max_gap", "first_chunk_at",
-        "last_at", "last_chunk_at", "chunks", "request_id", "cause",
+        "last_at", "last_chunk_at", "chunks", "request_id", "cause", "model", "key", "attrs",
     )
 
     def __init__(self, op: "Operation", index: int, start: float, read_timeout, connect_timeout, backoff) -> None:
@@ -58,6 +59,10 @@ class Attempt:
         self.chunks = 0
         self.request_id = None
         self.cause = None
+        # The model this request asked for, and its metric attributes: the operation's unless middleware changed it.
+        self.model = op.model
+        self.key = op.key
+        self.attrs = op.attrs
 
     def body_sent_at(self) -> float:
         """Returns when the request body was fully sent (the attempt's start if the transport did not say)."""
@@ -95,6 +100,7 @@ class Operation:
         "method", "path", "attempt", "attempts", "last_end", "last_reason", "max_util", "util_kind",
         "input_tokens", "output_tokens", "cache_read", "cache_creation", "response_id", "response_model",
         "finish_reason", "finished", "output_parts", "body", "read_timeout", "connect_timeout", "__weakref__",
+        "rewrites", "open_message", "first_attempt", "retries",
     )
 
     def __init__(self, tel, client, options, stream: bool) -> None:
@@ -109,7 +115,8 @@ class Operation:
         self.name = attributes.operation_name(self.path)
         self.model = tel.models(body.get("model") if body else None)
         self.key, self.attrs = attributes.base(
-            self.name, self.model, attributes.server_of(getattr(client, "base_url", None)), stream)
+            self.name, self.model, attributes.server_of(getattr(client, "base_url", None)), stream,
+            tel.instruments.stream_attribute)
         self.attempt = None
         self.attempts = 0
         self.last_end = None
@@ -127,6 +134,12 @@ class Operation:
         self.own_span = False
         self.ctx = None
         self.body = body
+        # Middleware (the SDK's refusal fallback, >= 2.x) may send requests of its own, to other models, inside
+        # one call: then each attempt's model is read from its own body.
+        self.rewrites = bool(getattr(client, "_middleware", None))
+        self.open_message = False
+        self.first_attempt = None
+        self.retries = 0
         if not self.expects_sdk_span:
             self._own_span()
         tel.instruments.in_flight.add(self.key, self.attrs, 1)
@@ -165,7 +178,10 @@ class Operation:
                 else:
                     # The SDK's tracing found no tracer provider: the agent's own span after all.
                     self._own_span(request, now)
+        elif self._hop_after(self.attempt, now):
+            pass
         else:
+            self.retries += 1
             reason = self.last_reason or semconv.ERROR_CONNECTION
             backoff = max(now - self.last_end, 0.0) if self.last_end is not None else None
             retry_attrs = attributes.variant(self.key, self.attrs, (semconv.RETRY_REASON, reason))
@@ -178,11 +194,14 @@ class Operation:
                     event[semconv.BACKOFF] = backoff
                 self.span.add_event(semconv.EVENT_RETRY, event)
                 if not self.own_span:
-                    self.span.set_attribute(semconv.RETRY_COUNT, index)
+                    self.span.set_attribute(semconv.RETRY_COUNT, self.retries)
         read_timeout, connect_timeout = timeouts.applied_timeouts(
             getattr(request, "extensions", None), getattr(request, "headers", None))
         attempt = Attempt(self, index, now, read_timeout, connect_timeout, backoff)
+        if self.rewrites:
+            self._attempt_model(attempt, request)
         span_attrs = {
+            semconv.REQUEST_MODEL: attempt.model,
             semconv.HTTP_METHOD: self.method,
             semconv.SERVER_ADDRESS: self.attrs[semconv.SERVER_ADDRESS],
             semconv.SERVER_PORT: self.attrs[semconv.SERVER_PORT],
@@ -202,6 +221,28 @@ class Operation:
             extensions["trace"] = make_callback(attempt.phase_times, extensions.get("trace"))
         self.attempt = attempt
         return attempt
+
+    def _hop_after(self, previous: Optional[Attempt], now: float) -> bool:
+        """Returns whether a new attempt is middleware's next hop after a successful response (not a retry),
+        ending that response's attempt if its stream is still open."""
+        if previous is None or previous.error_type is not None or previous.status is None or previous.status >= 400:
+            return False
+        if previous.end is None:
+            self.end_attempt(previous, now, None)
+        return True
+
+    def _attempt_model(self, attempt: Attempt, request) -> None:
+        """Gives the attempt the model its request body names, when middleware changed it; never raises."""
+        try:
+            model = json.loads(request.content).get("model")
+        except Exception:
+            return
+        model = self.tel.models(model)
+        if model != self.model:
+            attempt.model = model
+            attempt.key, attempt.attrs = attributes.base(
+                self.name, model, (self.attrs[semconv.SERVER_ADDRESS], self.attrs[semconv.SERVER_PORT]), self.stream,
+                self.tel.instruments.stream_attribute)
 
     def attempt_responded(self, attempt: Attempt, response) -> None:
         """Records response headers; ends the attempt unless its body is a stream still to be read."""
@@ -236,6 +277,9 @@ class Operation:
             # The body is an event stream read later; the stream patch finds this attempt on the response.
             try:
                 setattr(response, RESPONSE_ATTR, attempt)
+                if self.rewrites and self.attempts == 1:
+                    # Spliced streams (refusal fallback) are read through a new response on this request.
+                    setattr(response.request, RESPONSE_ATTR, attempt)
             except Exception:
                 self.end_attempt(attempt, now, None)
         else:
@@ -259,6 +303,7 @@ class Operation:
         self.last_end = now
         tel = self.tel
         ins = tel.instruments
+        key, base = attempt.key, attempt.attrs
         silence = None
         if error_type:
             # The cause is worked out only on failure: a successful attempt pays one truth test for it.
@@ -267,20 +312,20 @@ class Operation:
             if not errors.is_peer_close(cause):
                 silence = None
             attrs = attributes.variant(
-                self.key, self.attrs, (semconv.ERROR_TYPE, error_type), (semconv.FAILURE_CAUSE, cause))
+                key, base, (semconv.ERROR_TYPE, error_type), (semconv.FAILURE_CAUSE, cause))
             phase = errors.timeout_phase(exc) if exc is not None else None
             if phase is not None:
                 ins.timeouts.add(1, attributes.variant(
-                    self.key, self.attrs, (semconv.TIMEOUT_PHASE, phase), (semconv.FAILURE_CAUSE, cause)))
+                    key, base, (semconv.TIMEOUT_PHASE, phase), (semconv.FAILURE_CAUSE, cause)))
         else:
-            attrs = self.attrs
+            attrs = base
         ins.attempt_duration.record(now - attempt.start, attrs, self.ctx)
         value, kind = timeouts.utilization(
             attempt.connect_time(now), attempt.read_wait(), attempt.read_timeout, attempt.connect_timeout,
             tel.proxy_idle_timeout)
         if value is not None:
             ins.timeout_utilization.record(
-                value, attributes.variant(self.key, self.attrs, (semconv.TIMEOUT_KIND, kind)), self.ctx)
+                value, attributes.variant(key, base, (semconv.TIMEOUT_KIND, kind)), self.ctx)
             if self.max_util is None or value > self.max_util:
                 self.max_util, self.util_kind = value, kind
         span = attempt.span
@@ -303,7 +348,7 @@ class Operation:
                     done[semconv.SILENCE_BEFORE_DROP] = silence
             span.set_attributes(done)
             if error_type:
-                spans.set_error(span, error_type, exc)
+                spans.set_error(span, error_type, exc, errors.DESCRIPTIONS.get(attempt.cause))
             span.end()
         if not self.own_span and self.span is not None and self.span.is_recording():
             enrich = {semconv.ATTEMPT_COUNT: self.attempts}
@@ -319,6 +364,8 @@ class Operation:
     def first_chunk(self, attempt: Attempt, now: float) -> None:
         """Records the first content delta of the stream: time to first chunk and prefill, as span events too."""
         attempt.first_chunk_at = now
+        if self.first_attempt is None:
+            self.first_attempt = attempt
         span = self.span
         if span is not None and span.is_recording():
             span.add_event(semconv.EVENT_FIRST_TOKEN)
@@ -338,6 +385,7 @@ class Operation:
                 self.response_id = message.get("id")
                 self.response_model = message.get("model")
                 self._usage(message.get("usage"), placeholder_output=True)
+            self.open_message = True
         elif event == "message_delta":
             data = sse.json()
             if isinstance(data, dict):
@@ -437,29 +485,20 @@ class Operation:
         else:
             attrs = self.attrs
         ins.operation_duration.record(now - self.start, attrs, ctx)
-        first = attempt.first_chunk_at if attempt is not None else None
+        # The attempt whose body held the first chunk: with middleware hops, not always the last one.
+        chunked = self.first_attempt
+        first = chunked.first_chunk_at if chunked is not None else None
         if first is not None:
             ins.time_to_first_chunk.record(first - self.start, attrs, ctx)
-            ins.prefill_duration.record(first - attempt.body_sent_at(), attrs, ctx)
-            ins.stream_max_gap.record(attempt.max_gap, attrs, ctx)
-        if error_type is None:
-            usage = ins.token_usage
-            key, base = self.key, self.attrs
-            if self.input_tokens is not None:
-                usage.record(self.input_tokens, attributes.variant(key, base, (semconv.TOKEN_TYPE, "input")), ctx)
-            if self.output_tokens is not None:
-                usage.record(self.output_tokens, attributes.variant(key, base, (semconv.TOKEN_TYPE, "output")), ctx)
-            if self.cache_read:
-                usage.record(self.cache_read, attributes.variant(key, base, (semconv.TOKEN_TYPE, "cache_read")), ctx)
-            if self.cache_creation:
-                usage.record(self.cache_creation,
-                             attributes.variant(key, base, (semconv.TOKEN_TYPE, "cache_creation")), ctx)
+            ins.prefill_duration.record(first - chunked.body_sent_at(), attrs, ctx)
+            ins.stream_max_gap.record(chunked.max_gap, attrs, ctx)
+        ins.record_tokens(self, attrs, ctx, error_type is not None)  # the name set's own rule, chosen once
         span = self.span
         if span is not None and span.is_recording():
-            self._describe(span, first, attempt, closed_early)
+            self._describe(span, first, chunked, closed_early)
             if error_type is not None:
                 span.set_attribute(semconv.FAILURE_CAUSE, cause)
-                spans.set_error(span, error_type, exc, description)
+                spans.set_error(span, error_type, exc, description or errors.DESCRIPTIONS.get(cause))
         if span is not None and self.own_span:
             span.end()
 
@@ -490,8 +529,8 @@ class Operation:
             (semconv.USAGE_INPUT_TOKENS, self.input_tokens),
             (semconv.USAGE_OUTPUT_TOKENS, self.output_tokens),
             (semconv.USAGE_CACHE_READ, self.cache_read),
-            (semconv.USAGE_CACHE_CREATION, self.cache_creation),
-            (semconv.RETRY_COUNT, max(self.attempts - 1, 0)),
+            (self.tel.instruments.cache_write_attribute, self.cache_creation),
+            (semconv.RETRY_COUNT, self.retries),
             (semconv.ATTEMPT_COUNT, self.attempts),
             (semconv.UTILIZATION, self.max_util),
             (semconv.TIMEOUT_KIND, self.util_kind),
@@ -511,6 +550,14 @@ class Operation:
         if self.output_parts:
             done[semconv.OUTPUT_MESSAGES] = spans.truncate("".join(self.output_parts), self.tel.content_max_chars)
         span.set_attributes(done)
+
+    def body_ended(self, now: float) -> None:
+        """Ends a call whose stream body ended; a message stream that ended without message_stop was cut short by
+        the server: an api_error, as the SDK's own span records it (the application sees no exception)."""
+        if self.open_message and not self.finished:
+            self.finish(now, error_type="api_error", description="The stream ended before its end event.")
+        else:
+            self.finish(now)
 
     def abandon(self) -> None:
         """Ends a stream that was closed or dropped before its end; not an error."""

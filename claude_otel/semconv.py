@@ -118,3 +118,47 @@ TOKEN_BUCKETS = (
 )
 CHUNK_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
 UTILIZATION_BUCKETS = (0.1, 0.25, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.99, 1.0)
+
+# -- the latest GenAI conventions, behind OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental --------------
+# Names, units, instruments and buckets as open-telemetry/semantic-conventions-genai defines them
+# (docs/gen-ai/client-inference.md and docs/gen-ai/gen-ai-token-metrics.md, 2026).  The default above stays the
+# public contract; anthropic.* instruments keep their names in both sets (the conventions have no counterpart).
+OPT_IN_ENV = "OTEL_SEMCONV_STABILITY_OPT_IN"
+LATEST_OPT_IN = "gen_ai_latest_experimental"
+
+INFERENCE_DURATION = "gen_ai.client.inference.duration"
+INFERENCE_TIME_TO_FIRST_CHUNK = "gen_ai.client.inference.time_to_first_chunk"
+INFERENCE_TIME_PER_OUTPUT_CHUNK = "gen_ai.client.inference.time_per_output_chunk"
+# Counters ({token}), on every inference call including failed ones (0 when no usage arrived).  The input
+# counter includes cached tokens; cache_read and cache_write are subsets of it.
+USAGE_INPUT_COUNTER = "gen_ai.client.inference.usage.input_tokens"
+USAGE_OUTPUT_COUNTER = "gen_ai.client.inference.usage.output_tokens"
+USAGE_CACHE_READ_COUNTER = "gen_ai.client.inference.usage.cache_read.input_tokens"
+USAGE_CACHE_WRITE_COUNTER = "gen_ai.client.inference.usage.cache_write.input_tokens"
+# Per-call token histograms ({token}), with error.type on failed calls and no modality.
+OPERATION_INPUT_TOKENS = "gen_ai.client.inference.operation.input_tokens"
+OPERATION_OUTPUT_TOKENS = "gen_ai.client.inference.operation.output_tokens"
+
+GEN_AI_REQUEST_STREAM = "gen_ai.request.stream"  # replaces anthropic.request.stream on every metric
+TOKEN_MODALITY = "gen_ai.token.modality"  # required on the usage counters
+# Anthropic's usage has no per-modality breakdown, and the spec says to report such tokens as "unknown".
+MODALITY_UNKNOWN = "unknown"
+USAGE_CACHE_WRITE = "gen_ai.usage.cache_write.input_tokens"  # span attribute replacing ..cache_creation..
+# Operations the inference token metrics are recorded for (the spec defines them for inference only).
+INFERENCE_OPERATIONS = ("chat", "text_completion")
+
+# The spec's ExplicitBucketBoundaries advice, exactly.
+SPEC_DURATION_BUCKETS = (
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+)
+SPEC_TOKEN_BUCKETS = (
+    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+)
+
+
+def latest_opted_in(value: object) -> bool:
+    """Returns whether an OTEL_SEMCONV_STABILITY_OPT_IN value (comma-separated) opts into the latest GenAI
+    conventions, parsed as opentelemetry-instrumentation's _semconv does; never raises."""
+    if not isinstance(value, str):
+        return False
+    return LATEST_OPT_IN in (part.strip() for part in value.split(","))
