@@ -187,6 +187,14 @@ def failure_cause(exc: Optional[BaseException], silence: Optional[float] = None,
         return semconv.CAUSE_OTHER
 
 
+# Span status descriptions for causes whose fix is not what the exception suggests.
+DESCRIPTIONS = {
+    semconv.CAUSE_POOL_TIMEOUT: "connection pool exhausted (httpx PoolTimeout): every connection of this client was "
+                                "busy; raise httpx.Limits(max_connections=...) or share the load across clients, "
+                                "not the timeout (a longer one only queues longer)",
+}
+
+
 def is_peer_close(cause: str) -> bool:
     """Returns whether a cause is a connection the peer dropped (the ones that get silence_before_drop)."""
     return cause == semconv.CAUSE_PROXY_IDLE_CUT or cause == semconv.CAUSE_CONNECTION_RESET
