@@ -253,12 +253,41 @@ def _stream_attempt(instance):
     return attempt
 
 
+def _in_call(events, op):
+    """Yields a stream's events with the call current while each is read: middleware (the refusal fallback)
+    sends its next request from inside the stream, and that attempt belongs to this call."""
+    while True:
+        token = CURRENT.set(op)
+        try:
+            sse = next(events)
+        except StopIteration:
+            return
+        finally:
+            CURRENT.reset(token)
+        yield sse
+
+
+async def _in_call_async(events, op):
+    """Async twin of _in_call."""
+    while True:
+        token = CURRENT.set(op)
+        try:
+            sse = await events.__anext__()
+        except StopAsyncIteration:
+            return
+        finally:
+            CURRENT.reset(token)
+        yield sse
+
+
 def sync_iter_events(wrapped, instance, args, kwargs):
     events = wrapped(*args, **kwargs)
     attempt = _stream_attempt(instance)
     if attempt is None:
         return events
     tel = attempt.op.tel
+    if attempt.op.rewrites:  # only clients with middleware pay for this
+        events = _in_call(iter(events), attempt.op)
     return streams.observe(events, attempt, tel.instruments.time_per_output_chunk, tel.capture_content)
 
 
@@ -268,6 +297,8 @@ def async_iter_events(wrapped, instance, args, kwargs):
     if attempt is None:
         return events
     tel = attempt.op.tel
+    if attempt.op.rewrites:  # only clients with middleware pay for this
+        events = _in_call_async(events.__aiter__(), attempt.op)
     return streams.observe_async(events, attempt, tel.instruments.time_per_output_chunk, tel.capture_content)
 
 

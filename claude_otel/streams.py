@@ -26,7 +26,12 @@ _WATCHED = frozenset({"message_start", "message_delta", "message_stop", "error",
 def attempt_of(stream) -> "Attempt | None":
     """Returns the Attempt the agent attached to a stream's HTTP response, or None; never raises."""
     try:
-        return getattr(stream.response, RESPONSE_ATTR, None)
+        response = stream.response
+        found = getattr(response, RESPONSE_ATTR, None)
+        if found is None:
+            # Middleware that splices streams (the SDK's refusal fallback) builds a new response on the same request.
+            found = getattr(getattr(response, "_request", None), RESPONSE_ATTR, None)
+        return found
     except Exception:
         return None
 
@@ -89,7 +94,7 @@ def observe(events, attempt: Attempt, chunk_histogram, capture: bool):
     except BaseException as exc:
         _safe(_failed, attempt, exc, resumed, seen_first)
         raise
-    _safe(op.finish, clock())
+    _safe(op.body_ended, clock())
 
 
 async def observe_async(events, attempt: Attempt, chunk_histogram, capture: bool):
@@ -132,4 +137,4 @@ async def observe_async(events, attempt: Attempt, chunk_histogram, capture: bool
     except BaseException as exc:
         _safe(_failed, attempt, exc, resumed, seen_first)
         raise
-    _safe(op.finish, clock())
+    _safe(op.body_ended, clock())
