@@ -4,6 +4,11 @@ One event loop in one thread serves every connection, so a thousand concurrent
 streams cost a thousand small coroutines, not a thousand threads.  Each write is
 drained before the next pause, so the client sees every event when it is sent
 and can measure time to first token and the gaps between tokens.
+
+h11 speaks the protocol (parsing requests, framing responses, keep-alive); the
+simulator keeps the socket, so the faults stay its own: when bytes are written,
+how a body is cut short (h11 never sees the end of such a message) and when the
+connection is aborted.
 """
 
 from __future__ import annotations
@@ -19,14 +24,18 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
+import h11
+
 from . import responses
 from .faults import PROFILES, Fault, FaultError, parse_value, resolve
 
 log = logging.getLogger("claude_otel.simulator")
 
-_MAX_HEAD = 256 * 1024
+_MAX_HEAD = 256 * 1024  # a request's head (or a chunk header) larger than this is refused with 431
+_READ = 64 * 1024
 _REASONS = {100: "Continue", 200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
             404: "Not Found", 408: "Request Timeout", 409: "Conflict", 413: "Payload Too Large",
+            431: "Request Header Fields Too Large",
             429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
             504: "Gateway Timeout", 529: "Overloaded"}
 _BAD_JSON_EVENT = b"event: content_block_delta\ndata: {not json\n\n"
@@ -36,10 +45,6 @@ _HTML = b"<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gat
 
 class _Dropped(Exception):
     """The simulated network or proxy cut the connection, or the client went away."""
-
-
-class _BadRequest(Exception):
-    """The bytes received are not an HTTP/1.1 request this server understands."""
 
 
 @dataclass
@@ -75,16 +80,16 @@ class _Request:
 class _Exchange:
     """Writes one response: paces writes and plays the proxy that cuts connections idle for too long."""
 
-    __slots__ = ("reader", "writer", "record", "sim", "last_write", "chunked", "keep_alive", "tokens")
+    __slots__ = ("conn", "reader", "writer", "record", "sim", "last_write", "keep_alive", "tokens")
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, record: RequestRecord,
-                 sim: "Simulator", keep_alive: bool) -> None:
+    def __init__(self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 record: RequestRecord, sim: "Simulator", keep_alive: bool) -> None:
+        self.conn = conn
         self.reader = reader
         self.writer = writer
         self.record = record
         self.sim = sim
         self.last_write = time.monotonic()  # the request was just read: idle from here
-        self.chunked = False
         self.keep_alive = keep_alive
         self.tokens = (0, 0)  # (input, output) to charge to the rate-limit headers
 
@@ -110,34 +115,39 @@ class _Exchange:
     async def head(self, status: int, headers: Dict[str, str], length: Optional[int] = None) -> None:
         """Returns once the status line and headers are sent; length None means a chunked body follows."""
         self.record.status = status
-        lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}", f"request-id: {self.sim._new_id('req')}"]
-        lines += [f"{k}: {v}" for k, v in self.sim._ratelimit_headers(*self.tokens).items()]
-        lines += [f"{k}: {v}" for k, v in headers.items()]
-        self.chunked = length is None
-        lines.append("transfer-encoding: chunked" if self.chunked else f"content-length: {length}")
-        lines.append("connection: keep-alive" if self.keep_alive else "connection: close")
-        await self.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        fields = [("request-id", self.sim._new_id("req"))]
+        fields += self.sim._ratelimit_headers(*self.tokens).items()
+        fields += headers.items()
+        if length is not None:  # without one, h11 frames the body as chunked (close-delimited for HTTP/1.0)
+            fields.append(("content-length", str(length)))
+        fields.append(("connection", "keep-alive" if self.keep_alive else "close"))
+        reason = _REASONS.get(status, "Status").encode("ascii")
+        await self.write(self.conn.send(h11.Response(status_code=status, headers=fields, reason=reason)))
 
     async def send(self, data: bytes) -> None:
         """Returns once body bytes are sent (as one chunk of a chunked body)."""
         if data:
-            await self.write(b"%x\r\n%s\r\n" % (len(data), data) if self.chunked else data)
+            await self.write(self.conn.send(h11.Data(data=data)))
 
     async def end(self) -> None:
-        """Returns once a chunked body is terminated."""
-        if self.chunked:
-            await self.write(b"0\r\n\r\n")
+        """Returns once the body is complete (the last chunk of a chunked one is sent)."""
+        await self.write(self.conn.send(h11.EndOfMessage()))
+
+    async def whole(self, status: int, headers: Dict[str, str], data: bytes) -> None:
+        """Returns once a complete response with a body of known length is sent."""
+        await self.head(status, headers, length=len(data))
+        await self.send(data)
+        await self.end()
 
     async def json(self, status: int, body, extra: Optional[Dict[str, str]] = None) -> None:
         """Returns once a complete JSON response is sent."""
-        data = responses.dumps(body)
-        await self.head(status, {"content-type": "application/json", **(extra or {})}, length=len(data))
-        await self.write(data)
+        await self.whole(status, {"content-type": "application/json", **(extra or {})}, responses.dumps(body))
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: Optional[bytes]) -> None:
         """Returns once data is handed to the socket (drained), so the client gets it now."""
-        self.writer.write(data)
-        await self.writer.drain()
+        if data:
+            self.writer.write(data)
+            await self.writer.drain()
         self.last_write = time.monotonic()
 
 
@@ -275,19 +285,21 @@ class Simulator:
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serves the requests of one connection, one after the other (keep-alive)."""
         self._writers.add(writer)
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD)
         try:
             while True:
                 try:
-                    request = await self._read_request(reader, writer)
-                except _BadRequest as exc:
-                    body = responses.dumps(responses.error_body("invalid_request_error", str(exc)))
-                    writer.write(b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
-                                 b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
-                    await writer.drain()
+                    request = await self._read_request(conn, reader, writer)
+                except h11.RemoteProtocolError as exc:
+                    if not reader.at_eof():  # a client that hung up mid-request gets no answer
+                        await self._refuse(conn, writer, exc)
                     break
-                if request is None or not await self._serve(reader, writer, request):
+                if request is None or not await self._serve(conn, reader, writer, request):
                     break
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, _Dropped):
+                if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                    break  # MUST_CLOSE: h11 saw a reason not to reuse the connection
+                conn.start_next_cycle()
+        except (ConnectionError, h11.ProtocolError, _Dropped):
             pass
         except asyncio.CancelledError:
             pass  # stop(): a connection task that ends cancelled would be logged as an error by asyncio
@@ -298,58 +310,56 @@ class Simulator:
             except Exception:  # the transport is already gone
                 pass
 
-    async def _read_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Optional[_Request]:
-        """Returns the next request on the connection, or None when the client closed it."""
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.IncompleteReadError:
-            return None
-        lines = head.decode("latin-1").split("\r\n")
-        try:
-            method, target, version = lines[0].split(" ")
-        except ValueError:
-            raise _BadRequest(f"bad request line {lines[0][:80]!r}") from None
+    @staticmethod
+    async def _read_request(conn: h11.Connection, reader: asyncio.StreamReader,
+                            writer: asyncio.StreamWriter) -> Optional[_Request]:
+        """Returns the next request on the connection, body and all, or None when the client closed it.
+
+        Raises h11.RemoteProtocolError when the bytes are not an HTTP/1.1 request.
+        """
+        start: Optional[h11.Request] = None
+        body = bytearray()
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                if conn.they_are_waiting_for_100_continue:  # curl asks before sending a body over 1 KiB
+                    writer.write(conn.send(h11.InformationalResponse(status_code=100, headers=[],
+                                                                     reason=b"Continue")))
+                conn.receive_data(await reader.read(_READ))  # b"" at EOF, which h11 turns into ConnectionClosed
+            elif isinstance(event, h11.Request):
+                start = event
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                break
+            else:  # ConnectionClosed (PAUSED cannot come: the cycle is restarted before each request)
+                return None
         headers: Dict[str, str] = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if sep:
-                name = name.strip().lower()
-                headers[name] = f"{headers[name]}, {value.strip()}" if name in headers else value.strip()
-        if headers.get("expect", "").lower() == "100-continue":  # curl asks before sending a body over 1 KiB
-            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            raw = await self._read_chunked(reader)
-        else:
-            try:
-                length = int(headers.get("content-length") or 0)
-            except ValueError:
-                raise _BadRequest("bad content-length") from None
-            raw = await reader.readexactly(length) if length > 0 else b""
+        for raw_name, raw_value in start.headers:
+            name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        target = start.target.decode("latin-1")
         if target.startswith(("http://", "https://")):  # absolute form, as sent to a proxy
             parts = urlsplit(target)
             target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         connection = headers.get("connection", "").lower()
-        keep_alive = "close" not in connection and (version == "HTTP/1.1" or "keep-alive" in connection)
-        return _Request(method.upper(), target, headers, raw, keep_alive)
+        keep_alive = "close" not in connection and start.http_version == b"1.1"  # h11 closes HTTP/1.0 anyway
+        return _Request(start.method.decode("latin-1").upper(), target, headers, bytes(body), keep_alive)
 
     @staticmethod
-    async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
-        """Returns a chunked request body, de-chunked."""
-        body = bytearray()
-        while True:
-            size_line = await reader.readuntil(b"\r\n")
-            try:
-                size = int(size_line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise _BadRequest("bad chunk size") from None
-            if size == 0:
-                while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers
-                    pass
-                return bytes(body)
-            body += await reader.readexactly(size)
-            await reader.readexactly(2)
+    async def _refuse(conn: h11.Connection, writer: asyncio.StreamWriter, exc: h11.RemoteProtocolError) -> None:
+        """Returns once a request that does not parse is answered with 400 (431: head too large), if still possible."""
+        if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        status = exc.error_status_hint if exc.error_status_hint in _REASONS else 400
+        body = responses.dumps(responses.error_body("invalid_request_error", str(exc)))
+        fields = [("content-type", "application/json"), ("content-length", str(len(body))), ("connection", "close")]
+        data = conn.send(h11.Response(status_code=status, headers=fields, reason=_REASONS[status].encode("ascii")))
+        writer.write(data + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
+        await writer.drain()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: _Request) -> bool:
+    async def _serve(self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     request: _Request) -> bool:
         """Serves one request; returns whether the connection stays open for the next one."""
         try:
             body = json.loads(request.raw) if request.raw else None
@@ -373,7 +383,7 @@ class Simulator:
             self.requests_total += 1
             if self.max_requests is not None and len(self.requests) > 2 * self.max_requests:  # trim in batches
                 del self.requests[:len(self.requests) - self.max_requests]
-        ex = _Exchange(reader, writer, record, self, request.keep_alive)
+        ex = _Exchange(conn, reader, writer, record, self, request.keep_alive)
         try:
             endpoint, item_id = responses.route(request.method, request.path)
             if problem is None and body is ValueError:
@@ -466,8 +476,7 @@ class Simulator:
         await ex.pause(self._generation_time(fault, n))
         ex.tokens = (ex.record.input_tokens, n)
         if fault.malformed == "content-type":
-            await ex.head(200, {"content-type": "text/html; charset=utf-8"}, length=len(_HTML))
-            await ex.write(_HTML)
+            await ex.whole(200, {"content-type": "text/html; charset=utf-8"}, _HTML)
             return
         data = responses.dumps(body)
         if fault.malformed == "json":
@@ -475,10 +484,9 @@ class Simulator:
         headers = {"content-type": "application/json", **self._extra_headers(fault)}
         if fault.drop_after is not None:  # a truncated body: the length promises more than ever arrives
             await ex.head(200, headers, length=len(data))
-            await ex.write(data[:len(data) // 2])
+            await ex.send(data[:len(data) // 2])
             ex.drop()
-        await ex.head(200, headers, length=len(data))
-        await ex.write(data)
+        await ex.whole(200, headers, data)
         ex.record.output_tokens_served = n
 
     async def _stream(self, ex: _Exchange, n: int, head: List[bytes], render: Callable[[int], bytes],
@@ -488,8 +496,7 @@ class Simulator:
         await ex.pause(fault.headers_delay)
         ex.tokens = (ex.record.input_tokens, n)
         if fault.malformed == "content-type":
-            await ex.head(200, {"content-type": "text/html; charset=utf-8"}, length=len(_HTML))
-            await ex.write(_HTML)
+            await ex.whole(200, {"content-type": "text/html; charset=utf-8"}, _HTML)
             return
         await ex.head(200, {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache",
                             **self._extra_headers(fault)})
@@ -584,8 +591,7 @@ class Simulator:
             await ex.json(200, {"id": batch_id, "type": "message_batch_deleted"})
         elif endpoint == "batch_results":
             data = responses.batch_results(state["requests"])
-            await ex.head(200, {"content-type": "application/binary"}, length=len(data))
-            await ex.write(data)
+            await ex.whole(200, {"content-type": "application/binary"}, data)
         else:
             await ex.json(200, render(batch_id, state))
 
