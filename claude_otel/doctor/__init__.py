@@ -3,6 +3,7 @@
 From the command line:
 
     claude-otel doctor [--base-url URL] [--timeout S] [--max-tokens N] [--model M] [--offline] [--json]
+    claude-otel doctor --prometheus URL [--window 1h] [--timeout S] [--proxy-idle-timeout S] [--json]
 
 or from the application, with the client it really uses:
 
@@ -40,6 +41,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="the model of those requests (some have lower non-streaming limits)")
     parser.add_argument("--offline", action="store_true", help="skip the checks that use the network")
     parser.add_argument("--json", action="store_true", help="print a JSON report instead of text")
+    live = parser.add_argument_group("live data (--prometheus)")
+    live.add_argument("--prometheus", metavar="URL",
+                      help="instead of the checklist, read a Prometheus that scrapes claude-otel and report per job "
+                           "and model: p99 wait for a byte vs the read and proxy idle timeouts, prefill trend, "
+                           "non-streamed calls that should stream, retries per call, and the change to make")
+    live.add_argument("--window", default="1h", metavar="DURATION",
+                      help="with --prometheus: the window to look at (e.g. 15m, 1h; default 1h); the prefill trend "
+                           "compares it with the window before")
+    live.add_argument("--proxy-idle-timeout", type=float, metavar="SECONDS",
+                      help="with --prometheus: the idle timeout of a proxy in front of the API (default: "
+                           "CLAUDE_OTEL_PROXY_IDLE_TIMEOUT)")
 
 
 def run(client=None, *, base_url: Optional[str] = None, timeout: Optional[float] = None,
@@ -59,6 +71,8 @@ def run_cli(args: argparse.Namespace) -> int:
     if args.timeout is not None and args.timeout <= 0:
         print("claude-otel doctor: --timeout must be a positive number of seconds", file=sys.stderr)
         return 2
+    if getattr(args, "prometheus", None):
+        return _run_live(args)
     results = run(base_url=args.base_url, timeout=args.timeout, max_tokens=args.max_tokens, model=args.model,
                   network=not args.offline)
     sdk = next((r.data.get("version") for r in results if r.name == "sdk"), None)
@@ -67,6 +81,36 @@ def run_cli(args: argparse.Namespace) -> int:
         print(to_json(results, claude_otel=__version__, anthropic=sdk, base_url=base_url))
     else:
         header = f"claude-otel doctor {__version__} — anthropic {sdk or 'not installed'}, base URL {base_url}"
+        color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+        print(render(results, color=color, header=header))
+    return exit_code(results)
+
+
+def _run_live(args: argparse.Namespace) -> int:
+    """`doctor --prometheus URL`: the live-data report; returns 0/1/2 like the checklist."""
+    from ..version import __version__
+    from .live import live_checks, parse_window
+
+    try:
+        window = parse_window(args.window)
+    except ValueError as exc:
+        print(f"claude-otel doctor: --window: {exc}", file=sys.stderr)
+        return 2
+    proxy = args.proxy_idle_timeout
+    if proxy is None:
+        raw = os.environ.get("CLAUDE_OTEL_PROXY_IDLE_TIMEOUT", "").strip()
+        try:
+            proxy = float(raw) if raw else None
+        except ValueError:
+            proxy = None
+    if proxy is not None and proxy <= 0:
+        proxy = None
+    results = live_checks(args.prometheus, window, args.timeout, proxy)
+    if args.json:
+        print(to_json(results, claude_otel=__version__, prometheus=args.prometheus, window_seconds=window,
+                      proxy_idle_timeout=proxy))
+    else:
+        header = f"claude-otel doctor {__version__} — live data from {args.prometheus}, window {args.window}"
         color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
         print(render(results, color=color, header=header))
     return exit_code(results)
