@@ -1,4 +1,5 @@
-"""Shared fixtures: the local simulator, in-memory telemetry, and readers for what the agent recorded."""
+"""Shared fixtures: the local simulator, in-memory telemetry, readers for what the agent recorded, children that
+are killed when a test ends, and per-marker timeouts."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Dict, List, Optional
 
 import pytest
 
+# Old top-level names (prometheus_server, otlp_receiver, ...) while callers move to tests.helpers.
 sys.path.insert(0, os.path.dirname(__file__))
 
 from opentelemetry.sdk.metrics import MeterProvider  # noqa: E402
@@ -18,19 +20,31 @@ from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
 
+from tests.helpers.procs import Children  # noqa: E402
+from tests.helpers.sdk import sdk_httpx, sdk_version  # noqa: E402,F401  (old names: from conftest import ...)
 
-def sdk_httpx():
-    """Returns the HTTP library module the installed SDK uses (httpx for 0.x, httpx2 from 1.0)."""
-    import anthropic._base_client as base
-
-    return getattr(base, "httpx2", None) or base.httpx
+# Timeouts (seconds) of marked tests; the default of every other test is pyproject's `timeout`.
+MARKER_TIMEOUTS = {"soak": 1800, "matrix": 900, "slow": 600}
 
 
-def sdk_version() -> tuple:
-    """Returns the installed SDK's version as a tuple of ints."""
-    import anthropic
+def pytest_collection_modifyitems(config, items):
+    """Gives tests marked soak, matrix or slow their longer timeout unless they set one themselves."""
+    for item in items:
+        if item.get_closest_marker("timeout") is not None:
+            continue
+        longest = max((t for name, t in MARKER_TIMEOUTS.items() if item.get_closest_marker(name)), default=None)
+        if longest is not None:
+            item.add_marker(pytest.mark.timeout(longest))
 
-    return tuple(int(p) for p in anthropic.__version__.split(".")[:3] if p.isdigit())
+
+@pytest.fixture
+def children():
+    """Starts child processes for one test (children.popen) and kills any still running when it ends."""
+    tracked = Children()
+    try:
+        yield tracked
+    finally:
+        tracked.kill_all()
 
 
 @dataclass

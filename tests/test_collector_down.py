@@ -15,8 +15,9 @@ from claude_otel.exporters import otlp
 from claude_otel.exporters.dropped import EXPORTER_LOGS, DropCounter, quiet_exporter_logs
 from claude_otel.exporters.prometheus import PrometheusReader
 from claude_otel.setup import Handle
-from otlp_receiver import GrpcReceiver, HttpReceiver, closed_endpoint
-from test_exporters import run_app
+from tests.helpers.app import run_app
+from tests.helpers.otlp import GrpcReceiver, HttpReceiver
+from tests.helpers.ports import closed_endpoint
 
 WORKLOAD = dict(APP_CALLS=40, APP_RETRY_CALLS=0, APP_STREAMS=10, OTEL_BSP_SCHEDULE_DELAY=50,
                 OTEL_METRIC_EXPORT_INTERVAL=500)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from prometheus_server import free_port
+from tests.helpers.ports import _legacy_free_port as free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CORE_METRICS = (
@@ -159,7 +159,7 @@ def test_demo_profile_option_and_bad_ports():
 
 
 def test_demo_exports_otlp_when_an_endpoint_is_set():
-    from otlp_receiver import HttpReceiver
+    from tests.helpers.otlp import HttpReceiver
 
     receiver = HttpReceiver()
     try:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from prometheus_server import free_port
+from tests.helpers.ports import _legacy_free_port as free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

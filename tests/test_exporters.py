@@ -12,11 +12,9 @@ import os
 import subprocess
 import sys
 import threading
-import urllib.request
 from pathlib import Path
 
 import pytest
-from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from prometheus_client import generate_latest
@@ -26,35 +24,12 @@ from claude_otel import semconv
 from claude_otel.exporters import fork, otlp
 from claude_otel.exporters.dropped import DropCounter, ExporterLogs
 from claude_otel.exporters.prometheus import (
-    PrometheusReader, exposition_name, label_name, label_value, merge, metric_name, registry_for,
+    exposition_name, label_name, label_value, merge, metric_name,
 )
-from otlp_receiver import GrpcReceiver, HttpReceiver, attrs
-from prometheus_server import free_port
-
-ROOT = Path(__file__).resolve().parent.parent
-APP = str(ROOT / "tests" / "apps" / "instrumented_app.py")
-
-
-def app_env(sim, **extra):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CLAUDE_OTEL_"))}
-    env.update({"ANTHROPIC_BASE_URL": sim.base_url, "ANTHROPIC_OPEN_TELEMETRY": "false", "PYTHONPATH": str(ROOT)})
-    env.update({k: str(v) for k, v in extra.items()})
-    return env
-
-
-def run_app(sim, timeout=90, argv=None, expect=0, **extra):
-    """Runs the instrumented app to the end; returns its JSON lines (the last one first) and its stderr."""
-    result = subprocess.run(argv or [sys.executable, APP], env=app_env(sim, **extra), capture_output=True,
-                            text=True, timeout=timeout, cwd=ROOT)
-    assert result.returncode == expect, result.stderr[-4000:]
-    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    return lines, result.stderr
-
-
-def scrape(url, openmetrics=False):
-    headers = {"Accept": "application/openmetrics-text; version=1.0.0"} if openmetrics else {}
-    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as r:
-        return r.read().decode()
+from tests.helpers.app import APP, app_env, local_pipeline, run_app, scrape
+from tests.helpers.env import ROOT
+from tests.helpers.otlp import GrpcReceiver, HttpReceiver, attrs
+from tests.helpers.ports import _legacy_free_port as free_port
 
 
 # -- in-process: naming and conversion --------------------------------------------------------------------------------
@@ -83,15 +58,6 @@ def test_prometheus_names_follow_the_opentelemetry_rules():
     assert label_name("9lives") == "_9lives"
     assert (label_value(True), label_value(False), label_value(3), label_value(["a", "b"])) == \
         ("true", "false", "3", "a,b")
-
-
-def local_pipeline():
-    """Returns (meter, tracer, reader, registry, meter provider) on providers of their own (not the globals)."""
-    reader = PrometheusReader()
-    meter_provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
-    tracer_provider = TracerProvider(shutdown_on_exit=False)
-    return (meter_provider.get_meter("t"), tracer_provider.get_tracer("t"), reader, registry_for(reader),
-            meter_provider)
 
 
 def test_exposition_counters_histograms_gauges_and_exemplars():

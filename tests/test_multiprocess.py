@@ -22,8 +22,8 @@ import pytest
 
 from claude_otel.exporters.multiprocess import ARCHIVE, PREFIX, SharedSnapshots, _write
 from claude_otel.exporters.prometheus import families, merge
-from prometheus_server import free_port
-from test_exporters import run_app
+from tests.helpers.app import run_app
+from tests.helpers.ports import _legacy_free_port as free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DEAD_PID = 4194305  # above the largest pid_max Linux allows: no such process

@@ -14,8 +14,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from claude_otel import semconv
 from claude_otel.exporters import prometheus as prom_exporter
 from claude_otel.exporters.prometheus import PrometheusReader, registry_for
-from prometheus_server import PrometheusServer, free_port, require_tool
-from test_exporters import APP, ROOT, app_env, local_pipeline, scrape
+from tests.helpers.app import APP, app_env, local_pipeline, scrape
+from tests.helpers.env import ROOT
+from tests.helpers.ports import _legacy_free_port as free_port
+from tests.helpers.prometheus import PrometheusServer
+from tests.helpers.require import require_tool
 
 
 def promtool_check(text: str) -> subprocess.CompletedProcess:
@@ -45,7 +48,7 @@ def test_real_prometheus_scrapes_metrics_with_exemplars(sim, tmp_path):
         openmetrics = scrape(out["prometheus_url"], openmetrics=True)
         assert "# {span_id=" in openmetrics and openmetrics.rstrip().endswith("# EOF")
 
-        prom = PrometheusServer(targets=[f"127.0.0.1:{port}"])
+        prom = PrometheusServer(scrape_targets=[f"127.0.0.1:{port}"])
         assert prom.wait_for("sum(anthropic_client_retries_total)", lambda v: v == 2) == 2  # forced by the sim
         assert prom.value("sum(gen_ai_client_operation_duration_seconds_count)") == 6  # 3 + 1 + 2 calls
         assert prom.value("sum(gen_ai_client_operation_time_to_first_chunk_seconds_count)") == 2
