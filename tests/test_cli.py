@@ -257,3 +257,24 @@ def test_ctrl_c_under_load():
     assert elapsed < STOP_BOUND and code == 0
     assert not any(worker.is_alive() for worker in workers)
     assert _stopped_after(lines) >= len(served) and failed  # clients in flight saw the stop
+
+
+def test_python_m_claude_otel_demo_runs_headless():
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CLAUDE_OTEL_", "ANTHROPIC_"))}
+    env.update({"PYTHONPATH": str(ROOT), "ANTHROPIC_OPEN_TELEMETRY": "false"})
+    out = subprocess.run([sys.executable, "-m", "claude_otel.demo", "--profile", "rate-limited", "--duration", "2",
+                          "--rate", "6", "--no-tty", "--metrics-port", "0"], capture_output=True, text=True,
+                         cwd=ROOT, env=env, timeout=90)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert re.match(r"claude-otel demo: simulator http://127\.0\.0\.1:\d+, /metrics http://127\.0\.0\.1:\d+/metrics, "
+                    r"profile rate-limited, 6 calls/s for 2 s\n", out.stdout), out.stdout[:500]
+    started = int(re.search(r"finished after [\d.]+ s: (\d+) calls started", out.stdout).group(1))
+    final = out.stdout[out.stdout.index("Final figures"):]
+    rows = {line.split()[0]: [int(n) for n in line.split()[1:5]] for line in final.splitlines()
+            if line.startswith("claude-")}
+    [total] = [[int(n) for n in line.split()[2:6]] for line in final.splitlines() if line.startswith("all models")]
+    assert len(rows) >= 2 and started >= 6, final
+    # the profile fails every call's first attempt with a 429: each call took exactly one retry, none failed
+    for requests, errors, timeouts, retries in rows.values():
+        assert requests >= 1 and errors == timeouts == 0 and retries == requests, final
+    assert sum(r[0] for r in rows.values()) == total[0] == started == total[3]
