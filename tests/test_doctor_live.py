@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 import time
@@ -146,7 +147,9 @@ def test_the_report_matches_the_injected_workload(live_run):
     verdict = models["claude-opus-4-1"]
     assert verdict.status == "FAIL"  # p99 ~2.5 s reaches 0.9 x the 2.5 s proxy idle timeout
     assert verdict.fix.startswith("stream claude-opus-4-1 calls: their longest wait for a byte is ")
-    assert "of a 3.00 s timeout and a 2.50 s proxy idle timeout" in verdict.fix
+    match = re.search(r"is (\d+\.\d\d) s of a (\d+\.\d\d) s timeout and a 2\.50 s proxy idle timeout", verdict.fix)
+    assert match, verdict.fix
+    assert [float(v) for v in match.groups()] == [round(opus["read_wait_p99"], 2), round(opus["read_timeout"], 2)]
 
     haiku = models["claude-haiku-4-5"].data
     assert haiku["non_streamed_calls"] == 0 and haiku["streamed_calls"] > 8
@@ -197,7 +200,7 @@ def test_an_unreachable_prometheus_fails_without_raising():
     assert result.status == "FAIL" and result.reason.startswith("could not query")
 
 
-@pytest.mark.parametrize("q, expected", [(0.5, 1.5), (0.99, 1.99), (0.25, 1.0), (1.0, 2.0)])
+@pytest.mark.parametrize("q, expected", [(0.5, 1.0), (0.99, 1.98), (0.25, 0.5), (0.75, 1.5), (1.0, 2.0)])
 def test_quantile_interpolates_like_histogram_quantile(q, expected):
     # 10 observations in (1, 2], 10 in (0, 1]
     buckets = [(1.0, 10.0), (2.0, 20.0), (math.inf, 20.0)]
