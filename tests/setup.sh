@@ -47,10 +47,11 @@ pids=()
 for version in $MATRIX; do
   (
     venv=.venvs/anthropic-$version
-    if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import anthropic, claude_otel, pytest, sys; sys.exit(anthropic.__version__ != '$version')" 2>/dev/null; then
+    if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import anthropic, claude_otel, pytest, sys; import aiohttp; sys.exit(anthropic.__version__ != '$version')" 2>/dev/null; then
       rm -rf "$venv"
       "$PYTHON" -m venv "$venv"
-      pip_quiet "$venv/bin/pip" install -e . "anthropic==$version" pytest pytest-asyncio
+      # the aiohttp extra: tests/test_sdk_surfaces.py tests DefaultAioHttpClient on every version that has it
+      pip_quiet "$venv/bin/pip" install -e . "anthropic[aiohttp]==$version" aiohttp pytest pytest-asyncio
     fi
     "$venv/bin/python" -c "import anthropic; print('   $venv: anthropic', anthropic.__version__)"
   ) &

@@ -1,4 +1,5 @@
-"""Runs the core agent's tests against every SDK version of the matrix, each in its own venv."""
+"""Runs the core agent's tests and the SDK-surface tests against every SDK version of the matrix, each in its own
+venv (a surface a version lacks is skipped there, saying so)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ def test_core_agent_on_sdk_version(version):
             pytest.fail(f"{python} is missing: tests/setup.sh should have created it")
         pytest.skip(f"no venv for anthropic {version}: run bash tests/setup.sh")
     result = subprocess.run(
-        [str(python), "-m", "pytest", "tests/test_core_agent.py", "-q", "-p", "no:cacheprovider",
+        [str(python), "-m", "pytest", "tests/test_core_agent.py", "tests/test_sdk_surfaces.py", "-q",
+         "-p", "no:cacheprovider",
          "-o", "addopts=", "--tb=short"],
         cwd=ROOT, capture_output=True, text=True, timeout=900,
         env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")},

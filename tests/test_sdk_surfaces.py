@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib
 
 import anthropic
 import pytest
@@ -153,34 +154,40 @@ def test_tool_runner_each_model_call_is_an_operation_nested_in_the_runner_span(r
     assert recorded.total("anthropic.client.retries") == 0
 
 
-def test_tool_runner_without_sdk_spans_nests_operations_in_the_app_span(recorded, sim):
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize("stream", [False, True], ids=["message", "stream"])
+def test_tool_runner_without_sdk_spans_nests_operations_in_the_app_span(recorded, sim, is_async, stream):
     if not hasattr(anthropic.resources.beta.messages.Messages, "tool_runner"):
         pytest.skip(f"anthropic {anthropic.__version__} has no beta.messages.tool_runner")
     tracer = recorded.tracer_provider.get_tracer("app")
     with tracer.start_as_current_span("app request") as app:
-        assert _run_tool_runner(sim, recorded, False, False, sdk_spans=False) == "end_turn"
-    ops = [s for s in recorded.operation_spans() if s.name == f"chat {MODEL}"]
-    assert len(ops) == 2
-    for op in ops:
+        assert _run_tool_runner(sim, recorded, is_async, stream, sdk_spans=False) == "end_turn"
+    gc.collect()
+    records = served(sim)
+    ops = sorted((s for s in recorded.operation_spans() if s.name == f"chat {MODEL}"), key=lambda s: s.start_time)
+    assert len(ops) == 2 and len(records) == 2
+    for op, record in zip(ops, records):
         assert op.parent.span_id == app.get_span_context().span_id
         assert len(attempts_of(recorded, op)) == 1
+        assert op.attributes["gen_ai.usage.output_tokens"] == record.output_tokens_served
+        assert "anthropic.stream.closed_early" not in op.attributes
     assert recorded.total("gen_ai.client.operation.duration") == 2
+    assert recorded.total("gen_ai.client.operation.time_to_first_chunk") == (2 if stream else 0)
 
 
 # -- the refusal-fallback middleware ------------------------------------------------------------------------------
 
 def _fallback_client(sim, refused, fallback, is_async=False):
     """Returns a client with the SDK's refusal-fallback middleware falling back from `refused` to `fallback`."""
-    from anthropic.lib.middleware import BetaRefusalFallbackMiddleware
-
+    middleware = importlib.import_module("anthropic.lib.middleware").BetaRefusalFallbackMiddleware
     make = async_client if is_async else client
-    return make(sim, middleware=[BetaRefusalFallbackMiddleware([{"model": fallback}])],
+    return make(sim, middleware=[middleware([{"model": fallback}])],
                 default_headers={"x-sim-refuse-model": refused})
 
 
 def _needs_fallback_middleware():
     try:
-        import anthropic.lib.middleware  # noqa: F401
+        importlib.import_module("anthropic.lib.middleware")
     except ImportError:
         pytest.skip(f"anthropic {anthropic.__version__} has no refusal-fallback middleware")
 
@@ -245,7 +252,7 @@ def test_refusal_fallback_async_stream(recorded, sim):
 def test_aiohttp_transport_what_is_measured_and_what_degrades(recorded, sim):
     if not hasattr(anthropic, "DefaultAioHttpClient"):
         pytest.skip(f"anthropic {anthropic.__version__} has no DefaultAioHttpClient")
-    pytest.importorskip("aiohttp")
+    pytest.importorskip("aiohttp", reason="aiohttp is not installed here (tests/setup.sh installs it everywhere)")
 
     async def go():
         async with async_client(sim, http_client=anthropic.DefaultAioHttpClient(), timeout=4.0,
@@ -325,6 +332,8 @@ def test_with_options_max_retries_zero_makes_one_attempt(recorded, sim):
 @pytest.mark.parametrize("how", ["stream=True", "stream()"])
 def test_streamed_beta_messages(recorded, sim, how):
     c = client(sim)
+    if how == "stream()" and not hasattr(c.beta.messages, "stream"):
+        pytest.skip(f"anthropic {anthropic.__version__} has no beta.messages.stream()")
     if how == "stream=True":
         events = list(c.beta.messages.create(model=MODEL, max_tokens=6, messages=MESSAGES, stream=True))
         assert events[-1].type == "message_stop"
