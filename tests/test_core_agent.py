@@ -90,10 +90,12 @@ def test_non_streaming_call_records_duration_tokens_and_utilization(sim, recorde
 
 
 def test_ratelimit_remaining_gauge(sim, recorded):
-    create(client(sim))
+    raw = client(sim).messages.with_raw_response.create(model=MODEL, max_tokens=64, messages=MESSAGES)
+    sent = {kind: float(raw.headers[f"anthropic-ratelimit-{kind.replace('_', '-')}-remaining"])
+            for kind in ("requests", "tokens", "input_tokens", "output_tokens")}
     kinds = {p.attrs["anthropic.ratelimit.kind"]: p.value for p in recorded.points("anthropic.ratelimit.remaining")}
-    assert {"requests", "tokens"} <= set(kinds)
-    assert all(v >= 0 for v in kinds.values())
+    assert kinds == sent  # exactly what the simulator sent, every kind (they differ: a swapped kind shows)
+    assert len(set(sent.values())) == 4
 
 
 @pytest.mark.parametrize("status,header,reason", [
@@ -102,8 +104,11 @@ def test_ratelimit_remaining_gauge(sim, recorded):
     (529, "retry_after", "529"),
 ])
 def test_retries_record_reason_backoff_and_attempts(sim, recorded, status, header, reason):
-    wait = 0.4 if header == "retry_after_ms" else 1
+    # Without a retry hint the SDK waits 0.5 s x 2^n x (0.75..1), so at least 0.375 s: a hint of 0.12 s with a
+    # bound below 0.375 s shows whether the hint was obeyed (and measured) or the SDK's own backoff was taken.
+    wait = 0.12
     value = int(wait * 1000) if header == "retry_after_ms" else wait
+    own_backoff_min = 0.5 * 0.75
     message = create(client(sim, max_retries=3), headers=faults(
         fail_attempts=2, fail_status=status, **{header: value}))
     assert message.content
@@ -114,7 +119,8 @@ def test_retries_record_reason_backoff_and_attempts(sim, recorded, status, heade
     assert retries.attrs["anthropic.retry.reason"] == reason
     [backoff] = recorded.points("anthropic.client.retry.backoff")
     assert backoff.count == 2
-    between(backoff.sum / 2, wait * 0.9, wait + SLACK)
+    between(backoff.min, wait * 0.9, own_backoff_min - 0.01)
+    between(backoff.max, wait * 0.9, own_backoff_min - 0.01)
     assert recorded.total("anthropic.client.attempt.duration") == 3
     failed = recorded.points("anthropic.client.attempt.duration", error__type=(
         "rate_limit_error" if status == 429 else "overloaded_error"))
@@ -122,6 +128,7 @@ def test_retries_record_reason_backoff_and_attempts(sim, recorded, status, heade
     [op] = recorded.points("gen_ai.client.operation.duration")
     assert "error.type" not in op.attrs
     between(op.sum, 2 * wait * 0.9, 2 * wait + 2 * SLACK)
+    assert op.sum > backoff.sum  # the call's duration includes its backoffs
 
     [span] = recorded.operation_spans()
     assert span.attributes["anthropic.retry.count"] == 2
@@ -131,7 +138,12 @@ def test_retries_record_reason_backoff_and_attempts(sim, recorded, status, heade
     assert [a.attributes.get("http.request.resend_count") for a in attempts] == [None, 1, 2]
     assert [a.attributes["http.response.status_code"] for a in attempts] == [status, status, 200]
     assert attempts[0].status.status_code.name == "ERROR"
-    between(attempts[1].attributes["anthropic.retry.backoff"], wait * 0.9, wait + SLACK)
+    for attempt in attempts[1:]:
+        between(attempt.attributes["anthropic.retry.backoff"], wait * 0.9, own_backoff_min - 0.01)
+    # each attempt's backoff is the silence between the previous attempt's end and its own start
+    for before, after in zip(attempts, attempts[1:]):
+        gap = (after.start_time - before.end_time) / 1e9
+        assert abs(after.attributes["anthropic.retry.backoff"] - gap) < 0.05, (after.attributes, gap)
 
 
 def test_retries_exhausted_raise_the_same_error(sim, recorded):
@@ -148,8 +160,9 @@ def test_retries_exhausted_raise_the_same_error(sim, recorded):
 
 
 def test_timeout_counts_every_attempt_and_utilization_reaches_one(sim, recorded):
+    # A connect timeout 5x the read timeout: read wait over the connect timeout would be 0.2, not 1.
     with pytest.raises(anthropic.APITimeoutError):
-        create(client(sim, timeout=0.4, max_retries=1), headers=faults(headers_delay=3))
+        create(client(sim, timeout=httpx.Timeout(0.4, connect=2.0), max_retries=1), headers=faults(headers_delay=3))
     assert recorded.total("anthropic.client.timeouts") == 2
     [timeouts] = recorded.points("anthropic.client.timeouts")
     assert timeouts.attrs["anthropic.timeout.phase"] == "read"
@@ -158,11 +171,17 @@ def test_timeout_counts_every_attempt_and_utilization_reaches_one(sim, recorded)
     [op] = recorded.points("gen_ai.client.operation.duration")
     assert op.attrs["error.type"] == "timeout"
     [util] = recorded.points("anthropic.client.timeout.utilization")
-    assert util.count == 2
-    between(util.min, 0.95, 1.0 + SLACK / 0.4)
+    assert util.count == 2 and util.attrs["anthropic.timeout.kind"] == "read"
+    # each attempt used its whole read timeout: 1.0, plus up to 0.25 s of lateness (0.6 of 0.4 s); the wrong
+    # answers nearby are 0.2 (over the connect timeout) and >= 2 (the wait summed over both attempts or since the
+    # call's start, which includes the first attempt and the backoff)
+    high = 1.0 + 0.25 / 0.4
+    between(util.min, 0.95, high)
+    between(util.max, 0.95, high)
     [span] = recorded.operation_spans()
     assert span.attributes["error.type"] == "timeout"
-    between(span.attributes["anthropic.timeout.utilization"], 0.95, 3.0)
+    between(span.attributes["anthropic.timeout.utilization"], 0.95, high)
+    assert span.attributes["anthropic.timeout.kind"] == "read"
 
 
 def test_pool_timeout_is_counted_with_phase_pool(sim, recorded):
@@ -179,30 +198,34 @@ def test_pool_timeout_is_counted_with_phase_pool(sim, recorded):
 # -- streaming -------------------------------------------------------------------------------------------------
 
 def test_stream_records_ttft_prefill_gap_and_usage(sim, recorded):
+    # waits of three distinct sizes: 1.0 s prefill, one 0.45 s gap (a 0.4 s stall on a 0.05 s token), 0.05 s gaps;
+    # the gap bounds exclude both neighbours (the prefill taken as a gap, a gap that misses the stall)
     stream = create(client(sim, timeout=5.0), stream=True,
-                    headers=faults(prefill_delay=0.8, token_delay=0.05, output_tokens=10))
+                    headers=faults(prefill_delay=1.0, token_delay=0.05, output_tokens=10, stall_at=5, stall=0.4))
     assert isinstance(stream, anthropic.Stream)
     events = drain(stream)
     assert sum(1 for e in events if e.type == "content_block_delta") == 10
 
     [ttft] = recorded.points("gen_ai.client.operation.time_to_first_chunk")
-    between(ttft.sum, 0.75, 0.8 + SLACK)
+    between(ttft.sum, 0.95, 1.0 + SLACK)
     assert ttft.attrs["anthropic.request.stream"] is True
     [prefill] = recorded.points("anthropic.client.prefill.duration")
-    between(prefill.sum, 0.75, 0.8 + SLACK)
+    between(prefill.sum, 0.95, 1.0 + SLACK)
     assert prefill.sum <= ttft.sum
     [gap] = recorded.points("anthropic.client.stream.max_gap")
-    between(gap.sum, 0.03, 0.05 + SLACK)
+    between(gap.sum, 0.45 * 0.95, 0.45 + 0.3)
     [op] = recorded.points("gen_ai.client.operation.duration")
-    between(op.sum, 0.8 + 9 * 0.05 * 0.9, 0.8 + 0.45 + 2 * SLACK)
+    between(op.sum, 1.0 + 0.4 + 9 * 0.05 * 0.9, 1.0 + 0.4 + 0.45 + 2 * SLACK)
     assert recorded.hist_sum("gen_ai.client.token.usage", gen_ai__token__type="output") == 10
-    # the utilization of a stream is its longest wait (the prefill) over the read timeout
+    # the utilization of a stream is its longest wait (the prefill) over the read timeout; the wait starts only
+    # when the app starts reading, a few tens of ms after the headers, so it can be a little under the prefill
     [util] = recorded.points("anthropic.client.timeout.utilization")
-    between(util.sum, 0.75 / 5.0, (0.8 + SLACK) / 5.0)
+    between(util.sum, 0.9 / 5.0, (1.0 + SLACK) / 5.0)
 
     [span] = recorded.operation_spans()
-    between(span.attributes["gen_ai.response.time_to_first_chunk"], 0.75, 0.8 + SLACK)
-    between(span.attributes["anthropic.prefill.duration"], 0.75, 0.8 + SLACK)
+    between(span.attributes["gen_ai.response.time_to_first_chunk"], 0.95, 1.0 + SLACK)
+    between(span.attributes["anthropic.prefill.duration"], 0.95, 1.0 + SLACK)
+    assert span.attributes["anthropic.stream.max_gap"] == gap.sum
     assert span.attributes["gen_ai.usage.output_tokens"] == 10
     assert span.attributes["gen_ai.response.finish_reasons"] == ("end_turn",)
     names = [e.name for e in span.events]
@@ -219,10 +242,20 @@ def test_ttft_includes_retries_and_prefill_only_the_final_attempt(sim, recorded)
     drain(stream)
     [ttft] = recorded.points("gen_ai.client.operation.time_to_first_chunk")
     [prefill] = recorded.points("anthropic.client.prefill.duration")
+    [backoff] = recorded.points("anthropic.client.retry.backoff")
+    between(backoff.sum, 0.5 * 0.9, 0.5 + SLACK)
     between(prefill.sum, 0.25, 0.3 + SLACK)
     between(ttft.sum, 0.8 * 0.9, 0.8 + 2 * SLACK)
+    # prefill starts when the final attempt's request was sent: the first attempt and the backoff are TTFT only
+    assert ttft.sum - prefill.sum >= 0.9 * backoff.sum, (ttft.sum, prefill.sum, backoff.sum)
     [span] = recorded.operation_spans()
     assert span.attributes["anthropic.attempt.count"] == 2
+    assert span.attributes["gen_ai.response.time_to_first_chunk"] - span.attributes["anthropic.prefill.duration"] \
+        >= 0.9 * backoff.sum
+    final = max(recorded.attempt_spans(), key=lambda a: a.start_time)
+    assert final.attributes["anthropic.prefill.duration"] == span.attributes["anthropic.prefill.duration"]
+    # the attempt's own TTFT starts with the attempt, after the backoff
+    between(final.attributes["gen_ai.response.time_to_first_chunk"], 0.25, 0.3 + SLACK)
 
 
 def test_stall_shows_as_max_gap_and_utilization(sim, recorded):
@@ -246,8 +279,10 @@ def test_proxy_idle_timeout_governs_when_smaller(sim, recorded, monkeypatch):
 
 
 def test_mid_stream_read_timeout_is_a_timeout(sim, recorded):
-    stream = create(client(sim, timeout=0.5, max_retries=0), stream=True,
-                    headers=faults(stall_at=3, stall=3, output_tokens=6))
+    # 0.3 s of prefill and 0.1 s per token before the stall: a wait counted from the attempt's start (1.0 s, 2.0x)
+    # or over the connect timeout (0.1x) is far from the stall's 1.0x
+    stream = create(client(sim, timeout=httpx.Timeout(0.5, connect=5.0), max_retries=0), stream=True,
+                    headers=faults(stall_at=3, stall=3, output_tokens=6, prefill_delay=0.3, token_delay=0.1))
     with pytest.raises(httpx.ReadTimeout):
         drain(stream)
     [timeouts] = recorded.points("anthropic.client.timeouts")
@@ -255,7 +290,10 @@ def test_mid_stream_read_timeout_is_a_timeout(sim, recorded):
     [op] = recorded.points("gen_ai.client.operation.duration")
     assert op.attrs["error.type"] == "timeout"
     [util] = recorded.points("anthropic.client.timeout.utilization")
-    between(util.sum, 0.95, 1.0 + SLACK / 0.5)
+    assert util.attrs["anthropic.timeout.kind"] == "read"
+    between(util.sum, 0.95, 1.0 + 0.25 / 0.5)
+    [gap] = recorded.points("anthropic.client.stream.max_gap")
+    between(gap.sum, 0.5 * 0.95, 0.5 + 0.25)  # the stall that timed out is the longest gap, cut at 0.5 s
     [span] = recorded.operation_spans()
     assert span.status.status_code.name == "ERROR"
     assert [a.status.status_code.name for a in recorded.attempt_spans()] == ["ERROR"]
@@ -412,6 +450,10 @@ async def test_async_stream_and_retry(sim, recorded):
     assert recorded.total("anthropic.client.retries") == 1
     [prefill] = recorded.points("anthropic.client.prefill.duration")
     between(prefill.sum, 0.45, 0.5 + SLACK)
+    [ttft] = recorded.points("gen_ai.client.operation.time_to_first_chunk")
+    [backoff] = recorded.points("anthropic.client.retry.backoff")
+    between(backoff.sum, 0.3 * 0.9, 0.3 + SLACK)
+    assert ttft.sum - prefill.sum >= 0.9 * backoff.sum, (ttft.sum, prefill.sum, backoff.sum)
     message = await c.messages.create(model=MODEL, max_tokens=64, messages=MESSAGES)
     assert message.content
     async with c.messages.stream(model=MODEL, max_tokens=64, messages=MESSAGES) as helper:
@@ -448,19 +490,27 @@ async def test_async_timeout_and_cancellation(sim, recorded):
 async def test_concurrent_async_calls_do_not_mix_timings(sim, recorded):
     c = aclient(sim, timeout=10.0)
 
-    async def one(delay):
-        stream = await c.messages.create(model=MODEL, max_tokens=64, messages=MESSAGES, stream=True,
+    # a distinct prefill per call, 0.3 s apart, each under its own model: a value swapped between calls, or one
+    # shared by them, falls outside its own call's bounds
+    delays = {f"{MODEL}-{i}": 0.2 + 0.3 * i for i in range(4)}
+
+    async def one(model, delay):
+        stream = await c.messages.create(model=model, max_tokens=64, messages=MESSAGES, stream=True,
                                          extra_headers=faults(prefill_delay=delay, output_tokens=3))
         async for _ in stream:
             pass
 
-    await asyncio.gather(*(one(d) for d in (0.2, 1.0, 0.2, 1.0)))
-    [ttft] = recorded.points("gen_ai.client.operation.time_to_first_chunk")
-    assert ttft.count == 4
-    between(ttft.min, 0.15, 0.2 + SLACK)
-    between(ttft.max, 0.95, 1.0 + SLACK)
-    spans = recorded.operation_spans()
-    assert len({s.context.trace_id for s in spans}) == 4
+    await asyncio.gather(*(one(m, d) for m, d in delays.items()))
+    spans = {s.attributes["gen_ai.request.model"]: s for s in recorded.operation_spans()}
+    assert set(spans) == set(delays)
+    assert len({s.context.trace_id for s in spans.values()}) == 4
+    for model, delay in delays.items():
+        [ttft] = recorded.points("gen_ai.client.operation.time_to_first_chunk", gen_ai__request__model=model)
+        [prefill] = recorded.points("anthropic.client.prefill.duration", gen_ai__request__model=model)
+        assert ttft.count == prefill.count == 1
+        between(ttft.sum, delay * 0.95, delay + 0.25)
+        between(prefill.sum, delay * 0.95, delay + 0.25)
+        between(spans[model].attributes["gen_ai.response.time_to_first_chunk"], delay * 0.95, delay + 0.25)
 
 
 # -- the application never notices ------------------------------------------------------------------------------
@@ -500,11 +550,12 @@ def test_clients_created_before_instrument_are_covered(sim, recorded):
 
 
 def test_agent_errors_never_reach_the_app(sim, recorded, monkeypatch, caplog):
-    from claude_otel import operation
+    from claude_otel import operation, patches
 
     def broken(*args, **kwargs):
         raise RuntimeError("agent bug")
 
+    monkeypatch.setattr(patches.STATE, "warned", False)  # the first agent error is logged, whichever test had one
     monkeypatch.setattr(operation.Operation, "attempt_responded", broken)
     monkeypatch.setattr(operation.Operation, "first_chunk", broken)
     message = create(client(sim))
@@ -533,6 +584,7 @@ def test_content_capture_is_opt_in_and_truncated(sim, recorded):
     client(sim).messages.create(model=MODEL, max_tokens=64, messages=[{"role": "user", "content": "x" * 500}])
     drain(create(client(sim), stream=True))
     spans = recorded.operation_spans()
+    assert len(spans) == 2
     assert all(len(s.attributes["gen_ai.input.messages"]) <= 40 for s in spans)
     assert all(s.attributes.get("gen_ai.output.messages") for s in spans)
 
@@ -582,10 +634,15 @@ def test_chunk_metrics_are_opt_in(sim, recorded):
     ClaudeInstrumentor().uninstrument()
     ClaudeInstrumentor().instrument(tracer_provider=recorded.tracer_provider, meter_provider=recorded.meter_provider,
                                     chunk_metrics=True)
-    drain(create(client(sim), stream=True, headers=faults(output_tokens=10, token_delay=0.03)))
+    delay = 0.1
+    drain(create(client(sim), stream=True, headers=faults(output_tokens=10, token_delay=delay, prefill_delay=0.5)))
     [chunks] = recorded.points("gen_ai.client.operation.time_per_output_chunk")
     assert chunks.count == 9  # the gap before the first token is prefill, not a chunk gap
-    between(chunks.sum / 9, 0.02, 0.03 + SLACK)
+    # each value is one token delay: the smallest wrong answers are 2 delays (since the chunk before last) and, for
+    # the sum, 45 delays (each since the first chunk) or the 0.5 s prefill counted in
+    between(chunks.min, delay * 0.9, delay + 0.09)
+    between(chunks.max, delay * 0.9, delay + 0.3)
+    between(chunks.sum, 9 * delay * 0.95, 9 * delay + 0.4)
 
 
 @pytest.mark.skipif(not hasattr(anthropic, "AnthropicFoundry"), reason="no Foundry client in this SDK version")
