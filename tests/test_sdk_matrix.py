@@ -22,7 +22,8 @@ def test_core_agent_on_sdk_version(version):
             pytest.fail(f"{python} is missing: tests/setup.sh should have created it")
         pytest.skip(f"no venv for anthropic {version}: run bash tests/setup.sh")
     result = subprocess.run(
-        [str(python), "-m", "pytest", "tests/test_core_agent.py", "tests/test_sdk_surfaces.py", "-q",
+        [str(python), "-m", "pytest", "tests/test_core_agent.py", "tests/test_sdk_surfaces.py",
+         "tests/test_failure_cause.py", "-q",
          "-p", "no:cacheprovider",
          "-o", "addopts=", "--tb=short"],
         cwd=ROOT, capture_output=True, text=True, timeout=900,
