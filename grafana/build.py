@@ -4,10 +4,15 @@ the promtool unit tests of every alert.
     python grafana/build.py            # rewrite every generated file under grafana/
     python grafana/build.py --check    # exit 1 if a committed file differs from what this script generates
 
-THRESHOLDS below is the one place to tune alert levels and windows: the Prometheus alerts, the Grafana-managed
-alerts, the dashboards' threshold lines and the unit tests' inputs are all derived from it. RUNBOOK_BASE is
-the one place to point runbook links at your copy of grafana/runbooks.md. After an edit, run this script and
-commit its output; tests/test_grafana.py checks the committed files equal what it generates.
+    python grafana/build.py --runbook-base-url https://git.example.com/ops/claude-otel/blob/main/grafana/runbooks.md \
+                            --grafana-url https://grafana.example.com   # links in every alert's annotations
+    python grafana/build.py --time-scale 60 --out DIR   # rules with every window and `for` divided by 60 (the drill)
+
+THRESHOLDS below is the one place to tune alert levels, windows and the SLO: the Prometheus alerts, the
+Grafana-managed alerts, the dashboards' threshold lines and the unit tests' inputs are all derived from it.
+CONFIG holds the links every alert carries (runbook base URL, Grafana URL); the flags above, or the
+CLAUDE_OTEL_RUNBOOK_BASE_URL and CLAUDE_OTEL_GRAFANA_URL environment variables, override it. After an edit, run
+this script and commit its output; tests/test_grafana.py checks the committed files equal what it generates.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -23,8 +30,17 @@ import yaml
 
 # -- what to tune ------------------------------------------------------------------------------------------------
 
-# Where the runbooks live; every alert's runbook_url is RUNBOOK_BASE + "#" + the alert name in lower case.
-RUNBOOK_BASE = "https://github.com/your-org/claude-otel/blob/main/grafana/runbooks.md"
+# Where every alert's links point. runbook_base_url: where grafana/runbooks.md is rendered (each alert's
+# runbook_url is it + "#" + the alert name in lower case); grafana_url: the Grafana holding these dashboards (each
+# alert's dashboard_url is it + "/d/<uid>?var-job=...&var-model=..."). The defaults are this project's runbooks
+# on GitHub and the Grafana of grafana/README.md's `docker run`: set both for your deployment (flags or
+# environment variables, see the module docstring) and regenerate.
+CONFIG = {
+    "runbook_base_url": "https://github.com/claude-otel/claude-otel/blob/main/grafana/runbooks.md",
+    "grafana_url": "http://localhost:3000",
+}
+RUNBOOK_BASE = CONFIG["runbook_base_url"]
+GRAFANA_URL = CONFIG["grafana_url"]
 
 # The uid of the Prometheus data source the Grafana-managed alerts query (provisioning/datasources/prometheus.yml
 # creates it). Grafana expands environment variables in this field, so "${PROMETHEUS_DS_UID}" works as well.
@@ -40,9 +56,22 @@ THRESHOLDS: Dict[str, Tuple[object, str]] = {
     "near_timeout_90_share": (0.02, "ClaudeRequestsVeryNearTimeout: share of attempts that used more than 90% of "
                                     "their governing timeout"),
     "near_timeout_90_for": ("10m", "... for this long"),
-    "timeout_ratio": (0.05, "ClaudeTimeoutSpike (critical): share of calls that ended in a timeout ..."),
-    "timeout_baseline_factor": (3, "... and at least this many times the job and model's 1-day average"),
-    "timeout_for": ("5m", "... for this long"),
+    "slo_target": (0.99, "SLO: share of the calls of a job, model and stream (streamed or not) that do not end in "
+                         "a timeout (APITimeoutError: read, connect, write or pool), over 30 days; the error budget "
+                         "is 1 - this"),
+    "slo_fast_burn": (14.4, "ClaudeTimeoutBudgetFastBurn (critical): error-budget burn rate (timeout ratio / "
+                            "budget) over both windows below: 2% of a 30-day budget in 1 hour"),
+    "slo_fast_long": ("1h", "... long window"),
+    "slo_fast_short": ("5m", "... short window (the alert stops soon after the timeouts do)"),
+    "slo_slow_burn": (6, "ClaudeTimeoutBudgetSlowBurn (critical): burn rate over both windows below: 5% of the "
+                         "budget in 6 hours"),
+    "slo_slow_long": ("6h", "... long window"),
+    "slo_slow_short": ("30m", "... short window"),
+    "slo_ticket_burn": (1, "ClaudeTimeoutBudgetTicket (warning): burn rate over both windows below: 10% of the "
+                           "budget in 3 days"),
+    "slo_ticket_long": ("3d", "... long window"),
+    "slo_ticket_short": ("6h", "... short window"),
+    "slo_burn_for": ("2m", "... for this long (all three burn-rate alerts)"),
     "error_ratio": (0.05, "ClaudeAPIErrors: share of calls that failed with one error type other than a timeout "
                           "or a cancellation (overloaded_error, rate_limit_error, api_error, 5xx, connection)"),
     "error_for": ("10m", "... for this long"),
@@ -69,7 +98,18 @@ THRESHOLDS: Dict[str, Tuple[object, str]] = {
 
 
 def t(name: str):
+    """Returns the value of THRESHOLDS[name]."""
     return THRESHOLDS[name][0]
+
+
+def budget() -> float:
+    """Returns the error budget: the share of calls the SLO lets time out (0.01 at a 99% target)."""
+    return round(1 - float(t("slo_target")), 10)
+
+
+def page_ratio() -> float:
+    """Returns the timeout ratio at which ClaudeTimeoutBudgetFastBurn pages (its burn rate times the budget)."""
+    return round(float(t("slo_fast_burn")) * budget(), 10)
 
 
 # -- PromQL building blocks --------------------------------------------------------------------------------------
@@ -81,24 +121,58 @@ TIMED_OUT = 'error_type="timeout"'
 API_ERROR = 'error_type!~"|timeout|cancelled"'  # failures other than our timeouts and cancellations
 KIND = "anthropic_timeout_kind"
 
-OPS = "gen_ai_client_operation_duration_seconds"
-ATTEMPTS = "anthropic_client_attempt_duration_seconds"
-UTIL = "anthropic_client_timeout_utilization"
-TTFT = "gen_ai_client_operation_time_to_first_chunk_seconds"
-PREFILL = "anthropic_client_prefill_duration_seconds"
-GAP = "anthropic_client_stream_max_gap_seconds"
-CHUNK = "gen_ai_client_operation_time_per_output_chunk_seconds"
-TOKENS = "gen_ai_client_token_usage"
-RETRIES = "anthropic_client_retries_total"
-BACKOFF = "anthropic_client_retry_backoff_seconds"
-TIMEOUTS = "anthropic_client_timeouts_total"
-ACTIVE = "anthropic_client_active_requests"
-RATELIMIT = "anthropic_ratelimit_remaining"
-DROPPED = "claude_otel_exporter_dropped_total"
+def _load_semconv():
+    """Returns claude_otel/semconv.py of this checkout, loaded by path: it imports nothing, so this script runs
+    from a checkout with any Python that has PyYAML, installed package or not."""
+    import importlib.util
 
-DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
-                    163.84, 327.68, 655.36]
-UTIL_BUCKETS = [0.1, 0.25, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.99, 1.0]
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "claude_otel", "semconv.py")
+    spec = importlib.util.spec_from_file_location("_claude_otel_semconv", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+semconv = _load_semconv()
+
+
+def prom(name: str, unit: str = "", counter: bool = False) -> str:
+    """Returns the Prometheus name of an OpenTelemetry instrument, as the OpenTelemetry-to-Prometheus rules (and
+    claude-otel's exporter) write it: dots to underscores, unit "s" adds _seconds, counters add _total."""
+    return name.replace(".", "_") + ("_seconds" if unit == "s" else "") + ("_total" if counter else "")
+
+
+# The default name set (claude-otel's public contract) ...
+OPS = prom(semconv.OPERATION_DURATION, "s")
+ATTEMPTS = prom(semconv.ATTEMPT_DURATION, "s")
+UTIL = prom(semconv.TIMEOUT_UTILIZATION)
+TTFT = prom(semconv.TIME_TO_FIRST_CHUNK, "s")
+PREFILL = prom(semconv.PREFILL_DURATION, "s")
+GAP = prom(semconv.STREAM_MAX_GAP, "s")
+CHUNK = prom(semconv.TIME_PER_OUTPUT_CHUNK, "s")
+TOKENS = prom(semconv.TOKEN_USAGE)
+RETRIES = prom(semconv.RETRIES, counter=True)
+BACKOFF = prom(semconv.RETRY_BACKOFF, "s")
+TIMEOUTS = prom(semconv.TIMEOUTS, counter=True)
+ACTIVE = prom(semconv.ACTIVE_REQUESTS)
+RATELIMIT = prom(semconv.RATELIMIT_REMAINING)
+DROPPED = prom(semconv.EXPORTER_DROPPED, counter=True)
+# ... and the latest GenAI conventions (OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental), which the
+# official OpenTelemetry GenAI instrumentations emit too. Every rule and panel over a gen_ai.* metric reads both.
+L_OPS = prom(semconv.INFERENCE_DURATION, "s")
+L_TTFT = prom(semconv.INFERENCE_TIME_TO_FIRST_CHUNK, "s")
+L_CHUNK = prom(semconv.INFERENCE_TIME_PER_OUTPUT_CHUNK, "s")
+L_INPUT = prom(semconv.USAGE_INPUT_COUNTER, counter=True)
+L_OUTPUT = prom(semconv.USAGE_OUTPUT_COUNTER, counter=True)
+L_CACHE_READ = prom(semconv.USAGE_CACHE_READ_COUNTER, counter=True)
+L_CACHE_WRITE = prom(semconv.USAGE_CACHE_WRITE_COUNTER, counter=True)
+L_OUTPUT_PER_CALL = prom(semconv.OPERATION_OUTPUT_TOKENS)
+STREAM = prom(semconv.REQUEST_STREAM)  # the label recorded series and dashboards use for both name sets
+L_STREAM = prom(semconv.GEN_AI_REQUEST_STREAM)
+
+DURATION_BUCKETS = list(semconv.DURATION_BUCKETS)
+SPEC_DURATION_BUCKETS = list(semconv.SPEC_DURATION_BUCKETS)
+UTIL_BUCKETS = list(semconv.UTILIZATION_BUCKETS)
 
 # recorded bucket rates: short name -> (source histogram, extra labels kept)
 HISTOGRAMS = {
@@ -140,24 +214,83 @@ def recorded(name: str, matchers: str = "") -> str:
     return f"{name}{{{matchers}}}" if matchers else name
 
 
+# -- both name sets ----------------------------------------------------------------------------------------------
+# A fleet may emit today's gen_ai.* names, the latest conventions' (claude-otel opted in, or the official
+# OpenTelemetry GenAI instrumentation), or both (a migration). Per series, `a or b` keeps every series of both:
+# claude-otel's default series carry anthropic_request_stream, latest ones gen_ai_request_stream (or neither), so
+# their label sets never collide, and the sum over them adds the fleet's halves.
+
+LATEST_OF = {OPS: L_OPS, TTFT: L_TTFT}  # default duration histogram -> its latest counterpart (same bounds + 3)
+
+
+def as_default_stream(expr: str) -> str:
+    """Returns expr with the latest set's gen_ai_request_stream copied into anthropic_request_stream, the label
+    recorded series and dashboards group and filter by (absent stays absent)."""
+    return f'label_replace({expr}, "{STREAM}", "$1", "{L_STREAM}", "(.+)")'
+
+
+def latest_matchers(matchers: str) -> str:
+    """Returns matchers for a latest-set series: its stream label is gen_ai_request_stream."""
+    return matchers.replace(STREAM + "=", L_STREAM + "=").replace(STREAM + "!", L_STREAM + "!")
+
+
+def both_rate(default: str, suffix: str = "", matchers: str = "", window: str = "5m") -> str:
+    """Returns the per-series rates of a gen_ai.* histogram's `suffix` series (_count, _sum) in either name set."""
+    latest = LATEST_OF[default]
+    return (f"{raw_rate(default + suffix, matchers, window)} or "
+            f"{as_default_stream(raw_rate(latest + suffix, latest_matchers(matchers), window))}")
+
+
+def both_buckets(default: str, matchers: str = "", window: str = "5m") -> str:
+    """Returns the per-series bucket rates of a gen_ai.* duration histogram in either name set, on the default
+    set's bounds: the latest set's spec buckets stop at 81.92 s, so its +Inf count stands in for the default's
+    163.84, 327.68 and 655.36 s buckets (cumulative counts stay monotonic; exact below 81.92 s)."""
+    latest = LATEST_OF[default]
+    lm = latest_matchers(matchers)
+    inf = by(lm, 'le="+Inf"')
+    parts = [raw_rate(default + "_bucket", matchers, window),
+             as_default_stream(raw_rate(latest + "_bucket", lm, window))]
+    for bound in DURATION_BUCKETS:
+        if bound not in SPEC_DURATION_BUCKETS:
+            parts.append(as_default_stream(
+                f'label_replace({raw_rate(latest + "_bucket", inf, window)}, "le", "{bound:g}", "le", ".*")'))
+    return " or ".join(parts)
+
+
+def latest_tokens(window: str = "5m") -> str:
+    """Returns the latest set's usage counters as per-series rates by today's gen_ai_token_type: input without
+    cached tokens (the latest input count includes them), output, cache_read, and cache_write as cache_creation."""
+    def typed(expr: str, kind: str) -> str:
+        return as_default_stream(f'label_replace({expr}, "gen_ai_token_type", "{kind}", "", "")')
+
+    inputs = raw_rate(L_INPUT, window=window)
+    zero = f"{inputs} * 0"  # an instrumentation without cache counters has no cached tokens
+    uncached = (f"{inputs} - ({raw_rate(L_CACHE_READ, window=window)} or {zero}) - "
+                f"({raw_rate(L_CACHE_WRITE, window=window)} or {zero})")
+    return " or ".join([typed(uncached, "input"), typed(raw_rate(L_OUTPUT, window=window), "output"),
+                        typed(raw_rate(L_CACHE_READ, window=window), "cache_read"),
+                        typed(raw_rate(L_CACHE_WRITE, window=window), "cache_creation")])
+
+
 # -- recording rules ---------------------------------------------------------------------------------------------
 
 def recording_groups() -> List[dict]:
     """Two groups: aggregates of the raw series (drop instance and the rest), then ratios and quantiles of those."""
     level1 = [
-        ("claude:requests:rate5m", f"sum by ({B}) ({raw_rate(OPS + '_count')})"),
-        ("claude:errors:rate5m", f"sum by ({B}, error_type) ({raw_rate(OPS + '_count', FAILED)})"),
-        ("claude:timeouts:rate5m", f"sum by ({B}) ({raw_rate(OPS + '_count', TIMED_OUT)})"),
+        ("claude:requests:rate5m", f"sum by ({B}) ({both_rate(OPS, '_count')})"),
+        ("claude:errors:rate5m", f"sum by ({B}, error_type) ({both_rate(OPS, '_count', FAILED)})"),
+        ("claude:timeouts:rate5m", f"sum by ({B}) ({both_rate(OPS, '_count', TIMED_OUT)})"),
         ("claude:attempts:rate5m", f"sum by ({B}) ({raw_rate(ATTEMPTS + '_count')})"),
         ("claude:attempt_timeouts:rate5m", f"sum by ({B}, anthropic_timeout_phase) ({raw_rate(TIMEOUTS)})"),
         ("claude:retries:rate5m", f"sum by ({B}, anthropic_retry_reason) ({raw_rate(RETRIES)})"),
         ("claude:retry_backoff_seconds:rate5m",
          f"sum by ({B}, anthropic_retry_reason) ({raw_rate(BACKOFF + '_sum')})"),
-        ("claude:tokens:rate5m", f"sum by ({B}, gen_ai_token_type) ({raw_rate(TOKENS + '_sum')})"),
+        ("claude:tokens:rate5m",
+         f"sum by ({B}, gen_ai_token_type) ({raw_rate(TOKENS + '_sum')} or {latest_tokens()})"),
     ]
     for short, (metric, extra) in HISTOGRAMS.items():
-        level1.append((f"claude:{short}_bucket:rate5m",
-                       f"sum by ({by(B, extra)}, le) ({raw_rate(metric + '_bucket')})"))
+        buckets = both_buckets(metric) if metric in LATEST_OF else raw_rate(metric + '_bucket')
+        level1.append((f"claude:{short}_bucket:rate5m", f"sum by ({by(B, extra)}, le) ({buckets})"))
     level1.append(("claude:ratelimit_remaining:ratio",
                    f"min by ({JM}, anthropic_ratelimit_kind) ({RATELIMIT}) / max by ({JM}, anthropic_ratelimit_kind) "
                    f"(max_over_time({RATELIMIT}[1d]))"))
@@ -193,6 +326,50 @@ def recording_groups() -> List[dict]:
     return [
         {"name": "claude-otel.rules", "rules": [{"record": n, "expr": e} for n, e in level1]},
         {"name": "claude-otel.ratios", "rules": [{"record": n, "expr": e} for n, e in level2]},
+    ] + slo_groups()
+
+
+# -- SLO: calls that do not time out -----------------------------------------------------------------------------
+
+CAUSE = "anthropic_failure_cause"
+FAILURES = "claude:failures_by_cause:rate5m"
+CAUSE_WINDOW = "1h"  # the window the annotations' dominant cause is taken over
+
+
+def slo_windows() -> List[str]:
+    """Returns the burn-rate alerts' windows, shortest first ("5m", "30m", "1h", "6h", "3d")."""
+    found = {t(f"slo_{speed}_{length}") for speed in ("fast", "slow", "ticket") for length in ("long", "short")}
+    return sorted(found, key=seconds)
+
+
+def slo_ratio(window: str) -> str:
+    """Returns the name of the recorded timeout ratio over `window`."""
+    return f"claude:slo_timeout_ratio:rate{window}"
+
+
+def slo_groups() -> List[dict]:
+    """Failed calls by cause, then the timeout ratio per burn-rate window and the causes' shares.
+
+    Ratios over long windows sum the 5-minute rates recorded every evaluation (numerator and denominator alike),
+    so a 3-day ratio costs one sample per evaluation, not 3 days of raw points."""
+    level1 = [(FAILURES, f"sum by ({B}, error_type, {CAUSE}) ({both_rate(OPS, '_count', FAILED)})")]
+    level2 = []
+    for window in slo_windows():
+        if window == "5m":
+            bad, total = (f'sum by ({B}) ({FAILURES}{{{TIMED_OUT}}})', f"sum by ({B}) (claude:requests:rate5m)")
+        else:
+            bad = f'sum by ({B}) (sum_over_time({FAILURES}{{{TIMED_OUT}}}[{window}]))'
+            total = f"sum by ({B}) (sum_over_time(claude:requests:rate5m[{window}]))"
+        level2.append((slo_ratio(window), ratio_or_zero(bad, total)))
+    timed_out = f'sum_over_time({FAILURES}{{{TIMED_OUT}}}[{CAUSE_WINDOW}])'
+    failed = f"sum_over_time({FAILURES}[{CAUSE_WINDOW}])"
+    level2.append((f"claude:timeout_cause:share_rate{CAUSE_WINDOW}",
+                   f"sum by ({B}, {CAUSE}) ({timed_out}) / on ({B}) group_left sum by ({B}) ({timed_out})"))
+    level2.append((f"claude:failure_cause:share_rate{CAUSE_WINDOW}",
+                   f"sum by ({B}, {CAUSE}) ({failed}) / on ({JM}) group_left sum by ({JM}) ({failed})"))
+    return [
+        {"name": "claude-otel.slo.rules", "rules": [{"record": n, "expr": e} for n, e in level1]},
+        {"name": "claude-otel.slo.ratios", "rules": [{"record": n, "expr": e} for n, e in level2]},
     ]
 
 
@@ -216,13 +393,17 @@ class Alert:
     description: str
     fmt: str
     panel: Tuple[str, str]  # (dashboard uid, panel title) the alert is drawn on
+    scope: str = "JM"  # the labels it fires by: "B" (job, model, stream), "JM" (job, model) or "job"
+    threshold_text: str = ""  # the threshold as the annotations state it (default: from THRESHOLDS and fmt)
 
     @property
     def anchor(self) -> str:
+        """Returns the alert's section anchor in runbooks.md."""
         return self.name.lower()
 
     @property
     def runbook_url(self) -> str:
+        """Returns the alert's runbook link (RUNBOOK_BASE#anchor)."""
         return f"{RUNBOOK_BASE}#{self.anchor}"
 
 
@@ -232,7 +413,7 @@ def gate(group: str, source: str) -> str:
     return f"and on ({group}) sum by ({group}) ({source}) > {t('min_request_rate'):g}"
 
 
-REQ_RAW = raw_rate(OPS + "_count")
+REQ_RAW = f"({both_rate(OPS, '_count')})"  # calls of either name set
 
 
 def _raw_share(bound: str) -> str:
@@ -242,11 +423,45 @@ def _raw_share(bound: str) -> str:
 
 
 def _raw_quantile(q: float, metric: str) -> str:
-    return f"histogram_quantile({q}, sum by ({JM}, le) ({raw_rate(metric + '_bucket')}))"
+    buckets = both_buckets(metric) if metric in LATEST_OF else raw_rate(metric + '_bucket')
+    return f"histogram_quantile({q}, sum by ({JM}, le) ({buckets}))"
 
 
 WHO = "{{ $labels.job }}/{{ $labels.gen_ai_request_model }}"
 STREAMED = "stream={{ $labels.anthropic_request_stream }}"
+
+
+def slo_burn_alerts() -> List[Alert]:
+    """The multiwindow, multi-burn-rate alerts on the timeout SLO (Google SRE workbook, chapter 5, option 6)."""
+    found = []
+    for speed, name, severity in (("fast", "ClaudeTimeoutBudgetFastBurn", "critical"),
+                                  ("slow", "ClaudeTimeoutBudgetSlowBurn", "critical"),
+                                  ("ticket", "ClaudeTimeoutBudgetTicket", "warning")):
+        long, short, burn = t(f"slo_{speed}_long"), t(f"slo_{speed}_short"), float(t(f"slo_{speed}_burn"))
+
+        def raw_ratio(window: str) -> str:
+            return ratio_or_zero(f"sum by ({B}) ({both_rate(OPS, '_count', TIMED_OUT, window)})",
+                                 f"sum by ({B}) ({both_rate(OPS, '_count', window=window)})")
+
+        hours = 30 * 24 / burn
+        found.append(Alert(
+            name=name, severity=severity,
+            expr=(f"{slo_ratio(long)} / {budget():g}\nand on ({B}) {slo_ratio(short)} / {budget():g} > {burn:g}\n"
+                  f"{gate(B, 'claude:requests:rate5m')}"),
+            raw=f"{raw_ratio(long)} / {budget():g}\nand on ({B}) {raw_ratio(short)} / {budget():g} > {burn:g}\n"
+                f"{gate(B, REQ_RAW)}",
+            op=">", threshold=f"slo_{speed}_burn", for_=t("slo_burn_for"),
+            summary=f"Claude calls of {WHO} ({STREAMED}) are burning their timeout error budget "
+                    f"{burn:g}x too fast",
+            description="Calls of " + WHO + " (" + STREAMED + ") that timed out over the last " + long + " burn "
+                        "the error budget at {{ $value | humanize }}x (threshold " + f"{burn:g}x over both {long} "
+                        f"and {short}; SLO {float(t('slo_target')) * 100:.4g}% of calls without a timeout, budget "
+                        f"{budget() * 100:.4g}%). At {burn:g}x a 30-day budget lasts "
+                        + (f"{hours:.0f} hours." if hours < 100 else f"{hours / 24:.0f} days."),
+            fmt="humanize", panel=("claude-overview", "Timeout ratio by service and model"), scope="B",
+            threshold_text=f"{burn:g}x the error budget over {long} and {short} (a timeout ratio above "
+                           f"{burn * budget() * 100:.4g}% with a {float(t('slo_target')) * 100:.4g}% SLO)"))
+    return found
 
 
 def alerts() -> List[Alert]:
@@ -265,30 +480,14 @@ def alerts() -> List[Alert]:
                         f"more than {pct}% of their {{{{ $labels.anthropic_timeout_kind }}}} timeout over the last "
                         f"5 minutes (threshold {t(share):.0%}). Attempts that reach 100% fail with "
                         "'Request timed out'.",
-            fmt="humanizePercentage", panel=("claude-timeouts", f"Share of attempts above {pct}% of their timeout")))
+            fmt="humanizePercentage", panel=("claude-timeouts", f"Share of attempts above {pct}% of their timeout"),
+            scope="B"))
 
-    timeout_raw = (f"sum by ({JM}) ({raw_rate(OPS + '_count', TIMED_OUT)}) / "
-                   f"sum by ({JM}) ({REQ_RAW})")
-    baseline_raw = (f"sum by ({JM}) (increase({OPS}_count{{error_type=\"timeout\"}}[1d])) / "
-                    f"sum by ({JM}) (increase({OPS}_count[1d]))")
-    return near + [
-        Alert(
-            name="ClaudeTimeoutSpike", severity="critical",
-            expr=(f"claude:timeout_ratio:rate5m\nand on ({JM}) claude:timeout_ratio:rate5m > "
-                  f"{t('timeout_baseline_factor'):g} * claude:timeout_ratio:rate1d\n"
-                  f"{gate(JM, 'claude:requests:rate5m')}"),
-            raw=(f"{timeout_raw}\nand on ({JM}) ({timeout_raw}) > {t('timeout_baseline_factor'):g} * "
-                 f"({baseline_raw})\n{gate(JM, REQ_RAW)}"),
-            op=">", threshold="timeout_ratio", for_=t("timeout_for"),
-            summary=f"Claude calls of {WHO} are timing out",
-            description="{{ $value | humanizePercentage }} of calls of " + WHO + " ended in 'Request timed out' over "
-                        f"the last 5 minutes: above {t('timeout_ratio'):.0%} and more than "
-                        f"{t('timeout_baseline_factor')}x the 1-day average.",
-            fmt="humanizePercentage", panel=("claude-overview", "Timeout ratio by service and model")),
+    return near + slo_burn_alerts() + [
         Alert(
             name="ClaudeAPIErrors", severity="warning",
             expr=f"claude:error_ratio:rate5m\n{gate(JM, 'claude:requests:rate5m')}",
-            raw=(f"sum by ({JM}, error_type) ({raw_rate(OPS + '_count', API_ERROR)}) "
+            raw=(f"sum by ({JM}, error_type) ({both_rate(OPS, '_count', API_ERROR)}) "
                  f"/ on ({JM}) group_left sum by ({JM}) ({REQ_RAW})\n{gate(JM, REQ_RAW)}"),
             op=">", threshold="error_ratio", for_=t("error_for"),
             summary=f"Claude calls of {WHO} fail with {{{{ $labels.error_type }}}}",
@@ -351,13 +550,13 @@ def alerts() -> List[Alert]:
             name="ClaudeTelemetryAbsent", severity="warning",
             expr=("group by (job) (max_over_time(claude:requests:rate5m[1d]))\n"
                   "unless on (job) group by (job) (claude:requests:rate5m)"),
-            raw=(f"group by (job) (max_over_time({OPS}_count[1d]))\n"
-                 f"unless on (job) group by (job) ({OPS}_count)"),
+            raw=(f"group by (job) (max_over_time({OPS}_count[1d]) or max_over_time({L_OPS}_count[1d]))\n"
+                 f"unless on (job) group by (job) ({OPS}_count or {L_OPS}_count)"),
             op=None, threshold=None, for_=t("absent_for"),
             summary="No Claude call metrics from {{ $labels.job }}",
             description="{{ $labels.job }} sent Claude call metrics in the last day but none for more than "
                         f"{t('absent_for')}: the service, its claude-otel agent or the scrape is down.",
-            fmt="", panel=("claude-overview", "Call rate by service and model")),
+            fmt="", panel=("claude-overview", "Call rate by service and model"), scope="job"),
         Alert(
             name="ClaudeTelemetryDropped", severity="warning",
             expr=f"sum by (job, signal) ({raw_rate(DROPPED)})",
@@ -367,7 +566,7 @@ def alerts() -> List[Alert]:
             description="claude-otel in {{ $labels.job }} dropped {{ $value | humanize }} {{ $labels.signal }} "
                         "items per second over the last 5 minutes: its exporter or collector is down, slow or "
                         "refusing. Claude calls are unaffected; these dashboards are incomplete.",
-            fmt="humanize", panel=("claude-overview", "Telemetry dropped by claude-otel")),
+            fmt="humanize", panel=("claude-overview", "Telemetry dropped by claude-otel"), scope="job"),
     ]
 
 
@@ -382,13 +581,118 @@ def prometheus_expr(a: Alert) -> str:
     return f"{head} {a.op} {_threshold_value(a):g}" + (f"\n{gates}" if sep else "")
 
 
+# -- annotations: what a page says ---------------------------------------------------------------------------------
+# Every alert carries the same keys, so a receiver (and the on-call engineer) finds them in one place: service,
+# model, stream, timeout_kind, cause, threshold, dashboard_url, runbook_url, next to summary and description.
+# timeout_kind and cause are read at notification time by a query in the template (the alert's own labels do not
+# hold them, and putting a changing cause in the labels would restart the alert whenever the cause changes).
+
+ANNOTATION_KEYS = ("summary", "description", "service", "model", "stream", "timeout_kind", "cause", "threshold",
+                   "dashboard_url", "runbook_url")
+NO_TIMEOUT = "none: no attempt timed out in the last 5 minutes"
+
+
+def _matchers(a: Alert) -> Tuple[str, str]:
+    """Returns (PromQL matcher format, the template's printf arguments) selecting the alert's job, model, stream."""
+    fmt = "job=%q, gen_ai_request_model=%q"
+    args = "$labels.job $labels.gen_ai_request_model"
+    if a.scope == "B":
+        fmt += ", anthropic_request_stream=%q"
+        args += " $labels.anthropic_request_stream"
+    return fmt, args
+
+
+def kind_template(a: Alert) -> str:
+    """Returns the timeout_kind annotation: the alert's own label, else the phase of most timed-out attempts."""
+    if a.scope == "job":
+        return "n/a (not about calls)"
+    if KIND in a.expr:
+        return "{{ $labels.anthropic_timeout_kind }}"
+    fmt, args = _matchers(a)
+    query = (f"topk(1, sum by (anthropic_timeout_phase) (claude:attempt_timeouts:rate5m{{{fmt}}}) > 0)")
+    return ('{{ with query (printf "' + query.replace('"', '\\"') + '" ' + args + ') }}'
+            '{{ . | first | label "anthropic_timeout_phase" }}{{ else }}' + NO_TIMEOUT + '{{ end }}')
+
+
+def cause_template(a: Alert) -> str:
+    """Returns the cause annotation: the dominant anthropic.failure.cause and its share, read when it fires."""
+    if a.scope == "job":
+        return "n/a (not about calls)"
+    fmt, args = _matchers(a)
+    if a.name.startswith("ClaudeTimeoutBudget"):
+        rule, of, stream = f"claude:timeout_cause:share_rate{CAUSE_WINDOW}", "timed-out", ""
+    else:  # every failed call of the job and model, the stream it happened on included
+        fmt, args = "job=%q, gen_ai_request_model=%q", "$labels.job $labels.gen_ai_request_model"
+        rule, of, stream = f"claude:failure_cause:share_rate{CAUSE_WINDOW}", "failed", \
+            ", stream={{ .Labels.anthropic_request_stream }}"
+    query = f"topk(1, {rule}{{{fmt}}} > 0)"
+    return ('{{ with query (printf "' + query.replace('"', '\\"') + '" ' + args + ') }}{{ with first . }}'
+            '{{ or .Labels.anthropic_failure_cause "unrecorded" }} ({{ .Value | humanizePercentage }} of the '
+            f'{of} calls in the last {CAUSE_WINDOW}{stream}){{{{ end }}}}{{{{ else }}}}none: no call {of.split("-")[-1]} '
+            f'in the last {CAUSE_WINDOW}{{{{ end }}}}')
+
+
+def threshold_template(a: Alert) -> str:
+    """Returns the threshold annotation (plain text)."""
+    if a.threshold_text:
+        return a.threshold_text
+    if a.threshold is None:
+        return f"{'any rate above 0' if a.op else 'the condition itself'}, for {a.for_}"
+    v = _threshold_value(a)
+    shown = {"humanizePercentage": f"{v * 100:g}%", "humanizeDuration": f"{v:g} s"}.get(a.fmt, f"{v:g}")
+    return f"{'above' if a.op == '>' else 'below'} {shown} ({a.threshold}) for {a.for_}"
+
+
+def dashboard_url(a: Alert) -> str:
+    """Returns the dashboard_url annotation: the alert's dashboard, filtered to its job (and model, stream)."""
+    uid = a.panel[0]
+    url = f"{GRAFANA_URL}/d/{uid}?var-job={{{{ $labels.job | urlquery }}}}"
+    if a.scope != "job":
+        url += "&var-model={{ $labels.gen_ai_request_model | urlquery }}"
+    if a.scope == "B":
+        url += "&var-stream={{ $labels.anthropic_request_stream }}"
+    return url
+
+
+def annotations(a: Alert) -> Dict[str, str]:
+    """Returns the alert's Prometheus annotations (templates), in ANNOTATION_KEYS order."""
+    found = {
+        "summary": a.summary,
+        "description": a.description,
+        "service": "{{ $labels.job }}",
+        "model": "n/a (every model of the job)" if a.scope == "job" else "{{ $labels.gen_ai_request_model }}",
+        "stream": {"B": "{{ $labels.anthropic_request_stream }}", "JM": "any (the alert is per job and model)",
+                   "job": "n/a"}[a.scope],
+        "timeout_kind": kind_template(a),
+        "cause": cause_template(a),
+        "threshold": threshold_template(a),
+        "dashboard_url": dashboard_url(a),
+        "runbook_url": a.runbook_url,
+    }
+    assert tuple(found) == ANNOTATION_KEYS
+    return found
+
+
+GRAFANA_NO_QUERY = "open dashboard_url (Grafana-managed alerts cannot query in templates)"
+
+
+def grafana_annotations(a: Alert) -> Dict[str, str]:
+    """Returns the Grafana-managed twin's annotations: the same keys, $values.B.Value for $value, and no queries."""
+    found = {}
+    for key, text in annotations(a).items():
+        if "query (" in text:
+            text = GRAFANA_NO_QUERY
+        found[key] = text.replace("$value |", "$values.B.Value |")
+    return found
+
+
 def alert_rules() -> List[dict]:
     return [{
         "alert": a.name,
         "expr": prometheus_expr(a),
         "for": a.for_,
         "labels": {"severity": a.severity},
-        "annotations": {"summary": a.summary, "description": a.description, "runbook_url": a.runbook_url},
+        "annotations": annotations(a),
     } for a in alerts()]
 
 
@@ -400,9 +704,6 @@ def grafana_alerting(panel_ids: Dict[Tuple[str, str], int]) -> dict:
     {{ $labels.x }} and {{ $values.B.Value }} templates are safe there."""
     rules = []
     for a in alerts():
-        def grafana_template(text: str) -> str:
-            return text.replace("$value |", "$values.B.Value |")
-
         evaluator = {"type": "lt" if a.op == "<" else "gt", "params": [_threshold_value(a)]}
         dashboard, title = a.panel
         rules.append({
@@ -427,8 +728,7 @@ def grafana_alerting(panel_ids: Dict[Tuple[str, str], int]) -> dict:
             "execErrState": "Error",
             "for": a.for_,
             "labels": {"severity": a.severity},
-            "annotations": {"summary": grafana_template(a.summary), "description": grafana_template(a.description),
-                            "runbook_url": a.runbook_url},
+            "annotations": grafana_annotations(a),
             "isPaused": False,
         })
     return {"apiVersion": 1, "groups": [{"orgId": 1, "name": "claude-otel", "folder": "claude-otel",
@@ -472,8 +772,32 @@ def rec(name: str, extra: str = "") -> str:
 
 
 def raw_q(q: float, metric: str, group: str = "gen_ai_request_model", extra: str = "") -> str:
-    """A quantile straight from the raw histogram (so exemplars work), over Grafana's rate interval."""
+    """A quantile straight from the raw histogram (so exemplars work), over Grafana's rate interval; a gen_ai.*
+    duration histogram is read in both name sets."""
+    if metric in LATEST_OF:
+        buckets = both_buckets(metric, sel(extra)[1:-1], "$__rate_interval")
+        return f"histogram_quantile({q}, sum by ({by(group, 'le')}) ({buckets}))"
     return f"histogram_quantile({q}, sum by ({by(group, 'le')}) (rate({metric}_bucket{sel(extra)}[$__rate_interval])))"
+
+
+def latest_q(q: float, metric: str, group: str = "gen_ai_request_model") -> str:
+    """A quantile of a latest-set histogram whose bounds differ from the default set's (so not summable)."""
+    return (f"histogram_quantile({q}, sum by ({by(group, 'le')}) "
+            f"(rate({metric}_bucket{{{latest_matchers(SEL)}}}[$__rate_interval])))")
+
+
+# What only claude-otel records: its own instruments, its own attributes and values (anthropic_request_stream,
+# error_type="timeout", failure causes) and the recorded series built from them. A panel reading any of these
+# says so; the others need only gen_ai.* metrics, so services instrumented by the official OpenTelemetry GenAI
+# instrumentation light them up too.
+OWN_SIGNALS = re.compile(r"anthropic_client_|anthropic_ratelimit|claude_otel_|anthropic_request_stream=\\?\"|"
+                         r"claude:(attempt|retr|timeout|prefill|stream_max_gap|ratelimit|failure|slo)")
+OWN_NOTE = " Needs claude-otel's own metrics (anthropic.*): empty for services instrumented otherwise."
+
+
+def needs_own_signals(exprs: Sequence[str]) -> bool:
+    """Returns whether any of a panel's queries reads a signal only claude-otel records."""
+    return any(OWN_SIGNALS.search(e) for e in exprs if not e.startswith("vector("))
 
 
 def runbook(alert: str) -> dict:
@@ -526,6 +850,8 @@ class Dash:
         defaults: dict = {"unit": unit, "min": 0, "thresholds": {"mode": "absolute", "steps": steps}}
         if max_ is not None:
             defaults["max"] = max_
+        if needs_own_signals([target.expr for target in targets]):
+            description += OWN_NOTE
         panel = {
             "id": len(self.panels) + 1, "type": kind, "title": title, "description": description,
             "datasource": DS, "gridPos": self._place(width, height), "links": list(links),
@@ -573,11 +899,16 @@ class Dash:
     def model(self) -> dict:
         variables = [{"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus",
                       "current": {}, "hide": 0, "refresh": 1, "regex": "", "options": []}]
-        source = OPS + "_count"
-        for name, label, text, matcher in (("job", "job", "Service (job)", ""),
-                                           ("model", "gen_ai_request_model", "Model", 'job=~"$job"'),
-                                           ("stream", "anthropic_request_stream", "Streamed", 'job=~"$job"')):
-            query = f"label_values({source}{{{matcher}}}, {label})" if matcher else f"label_values({source}, {label})"
+        # Services of either name set; the stream label from the recorded calls, where both sets share one name.
+        calls = f'__name__=~"{OPS}_count|{L_OPS}_count"'
+        for name, label, source, matcher in (("job", "job", calls, ""),
+                                             ("model", "gen_ai_request_model", calls, 'job=~"$job"'),
+                                             ("stream", STREAM, "", 'job=~"$job"')):
+            text = {"job": "Service (job)", "model": "Model", "stream": "Streamed"}[name]
+            if source:
+                query = f"label_values({{{by(source, matcher)}}}, {label})"
+            else:
+                query = f"label_values(claude:requests:rate5m{{{matcher}}}, {label})"
             variables.append({
                 "name": name, "label": text, "type": "query", "datasource": DS,
                 "query": {"qryType": 1, "query": query, "refId": "PrometheusVariableQueryEditor-VariableQuery"},
@@ -613,7 +944,7 @@ class Dash:
 
 
 TRIAGE = f"""
-**Are Claude calls timing out?** *Timeout ratio* (critical above {t('timeout_ratio'):.0%}) and *Errors by error
+**Are Claude calls timing out?** *Timeout ratio* (pages above {page_ratio():.1%} over 1 h and 5 m) and *Errors by error
 type* below. **Which service and model?** The by-service panels. **How close are the rest?** *Attempts above 80%
 of their timeout*, then [Timeouts and headroom](/d/claude-timeouts): which timeout is closest (read, connect,
 proxy_idle) and why (prefill, non-streamed long generations, stream gaps). **Us or them?** `timeout`,
@@ -635,11 +966,12 @@ def overview() -> Dash:
             [Target(f"sum({requests})")], "reqps", kind="stat", width=4, height=4,
             links=[runbook("ClaudeTelemetryAbsent")])
     d.panel("Timeout ratio", "Share of calls that ended in 'Request timed out' over 5 minutes. Above "
-            f"{t('timeout_ratio'):.0%} (and well above its 1-day average) pages: ClaudeTimeoutSpike. Open the "
+            f"{page_ratio():.1%} over both 1 hour and 5 minutes pages (ClaudeTimeoutBudgetFastBurn: "
+            f"{t('slo_fast_burn'):g}x the error budget of a {float(t('slo_target')):.1%} SLO). Open the "
             "Timeouts and headroom dashboard.",
             [Target(f"(sum({timeouts}) or vector(0)) / sum({requests})")], "percentunit", kind="stat", width=4,
-            height=4, thresholds=[(t("timeout_ratio"), RED)],
-            links=[runbook("ClaudeTimeoutSpike"), dashboard_link("claude-timeouts")])
+            height=4, thresholds=[(page_ratio(), RED)],
+            links=[runbook("ClaudeTimeoutBudgetFastBurn"), dashboard_link("claude-timeouts")])
     d.panel("Error ratio", "Share of calls that failed, any error type, over 5 minutes. Above "
             f"{t('error_ratio'):.0%} for one non-timeout error type warns: ClaudeAPIErrors. See Errors by error type.",
             [Target(f"(sum({rec('claude:errors:rate5m')}) or vector(0)) / sum({requests})")], "percentunit",
@@ -674,16 +1006,15 @@ def overview() -> Dash:
             "= the API pushing back; cancelled = the caller gave up. Warns at "
             f"{t('error_ratio'):.0%} of calls for one non-timeout type (ClaudeAPIErrors).",
             [Target(f"sum by (error_type) ({rec('claude:errors:rate5m')})", "{{error_type}}")], "reqps",
-            stack=True, links=[runbook("ClaudeAPIErrors"), runbook("ClaudeTimeoutSpike")])
+            stack=True, links=[runbook("ClaudeAPIErrors"), runbook("ClaudeTimeoutBudgetFastBurn")])
     d.panel("Timeout ratio by service and model", "Share of calls ending in a timeout, per service and model. "
-            f"The red line is ClaudeTimeoutSpike's {t('timeout_ratio'):.0%} (it also needs "
-            f"{t('timeout_baseline_factor')}x the 1-day average). Open Timeouts and headroom to see which timeout "
-            "and why.",
+            f"The red line is the fast-burn page level, {page_ratio():.1%} (ClaudeTimeoutBudgetFastBurn, over both "
+            "1 hour and 5 minutes). Open Timeouts and headroom to see which timeout and why.",
             [Target(f"(sum by (job, gen_ai_request_model) ({timeouts}) or sum by (job, gen_ai_request_model) "
                     f"({requests}) * 0) / sum by (job, gen_ai_request_model) ({requests})",
                     "{{job}} {{gen_ai_request_model}}")], "percentunit", width=8,
-            thresholds=[(t("timeout_ratio"), RED)],
-            links=[runbook("ClaudeTimeoutSpike"), dashboard_link("claude-timeouts")])
+            thresholds=[(page_ratio(), RED)],
+            links=[runbook("ClaudeTimeoutBudgetFastBurn"), dashboard_link("claude-timeouts")])
     d.panel("In-flight calls", "Calls in progress per service. Growing while the call rate is flat means calls "
             "hang until their timeout: check Timeouts and headroom.",
             [Target(f"sum by (job) ({ACTIVE}{sel()})", "{{job}}")], "short", width=8)
@@ -762,11 +1093,11 @@ def timeouts() -> Dash:
             "(client connection pool exhausted). Retried attempts count here too.",
             [Target(f"sum by (anthropic_timeout_phase) ({rec('claude:attempt_timeouts:rate5m')})",
                     "{{anthropic_timeout_phase}}")], "reqps", width=8, stack=True,
-            links=[runbook("ClaudeTimeoutSpike")])
+            links=[runbook("ClaudeTimeoutBudgetFastBurn")])
     d.panel("Calls that timed out by service and model", "Calls that failed with 'Request timed out' after all "
             "retries, per second. Compare with Timed-out attempts: the difference was saved by retries.",
             [Target(f"sum by (job, gen_ai_request_model) ({rec('claude:timeouts:rate5m')})",
-                    "{{job}} {{gen_ai_request_model}}")], "reqps", width=8, links=[runbook("ClaudeTimeoutSpike")])
+                    "{{job}} {{gen_ai_request_model}}")], "reqps", width=8, links=[runbook("ClaudeTimeoutBudgetFastBurn")])
     d.panel("p99 attempt duration vs client timeout", "p99 duration of one HTTP attempt per model, against the "
             "$timeout s client timeout (dashboard variable). A non-streamed attempt must finish within the read "
             "timeout; a line reaching the timeout line means those calls time out. Streams only need their gaps "
@@ -834,7 +1165,10 @@ def streaming() -> Dash:
     d.panel("Time per output chunk by model", "Gap between content deltas after the first, p50/p95 (opt-in "
             "metric; empty unless enabled). Rising values mean slower generation, not a client problem.",
             [Target(raw_q(q, CHUNK), f"p{int(q * 100)} {{{{gen_ai_request_model}}}}", exemplar=True)
-             for q in (0.5, 0.95)], "s", width=8)
+             for q in (0.5, 0.95)] +
+            # the latest set's spec buckets differ from the default's chunk buckets: its own lines, not a sum
+            [Target(latest_q(q, L_CHUNK), f"p{int(q * 100)} {{{{gen_ai_request_model}}}} (latest names)",
+                    exemplar=True) for q in (0.5, 0.95)], "s", width=8)
     d.panel("Longest stream gap by model", "Each stream's longest wait for the next event after the first token, "
             "p50/p99, against the $proxy_idle s proxy idle timeout. Reaching it cuts streams; ClaudeLongStreamGaps "
             f"warns when p99 exceeds {t('stream_gap_p99_seconds'):g} s.",
@@ -855,12 +1189,17 @@ def streaming() -> Dash:
                     "{{gen_ai_request_model}}")], "percentunit", max_=1)
     d.panel("Output tokens per call by model and mode", "Average output tokens per call, streamed or not. Large "
             "non-streamed outputs are the ones that run into the read timeout.",
-            [Target(f"sum by (gen_ai_request_model, anthropic_request_stream) (rate({TOKENS}_sum"
-                    f"{sel(OUTPUT)}[$__rate_interval])) / sum by (gen_ai_request_model, "
-                    f"anthropic_request_stream) (rate({TOKENS}_count{sel(OUTPUT)}"
-                    "[$__rate_interval]))", "{{gen_ai_request_model}} stream={{anthropic_request_stream}}")],
+            [Target(f"{output_per_call('_sum')} / {output_per_call('_count')}",
+                    "{{gen_ai_request_model}} stream={{anthropic_request_stream}}")],
             "suffix: tokens")
     return d
+
+
+def output_per_call(suffix: str) -> str:
+    """Output-token histogram rates (_sum or _count) of both name sets, by model and stream."""
+    latest = as_default_stream(f"rate({L_OUTPUT_PER_CALL}{suffix}{{{latest_matchers(SEL)}}}[$__rate_interval])")
+    return (f"sum by (gen_ai_request_model, {STREAM}) (rate({TOKENS}{suffix}{sel(OUTPUT)}[$__rate_interval]) "
+            f"or {latest})")
 
 
 DASHBOARDS: Dict[str, Callable[[], Dash]] = {
@@ -931,8 +1270,17 @@ def humanize_duration(v: float) -> str:
 FORMATTERS = {"humanize": humanize, "humanizePercentage": humanize_percentage, "humanizeDuration": humanize_duration}
 
 
+UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def seconds(window: str) -> int:
+    """Returns the seconds of a Prometheus duration with one unit ("90s", "5m", "6h", "3d")."""
+    return int(window[:-1]) * UNIT_SECONDS[window[-1]]
+
+
 def minutes(window: str) -> int:
-    return int(window[:-1]) * {"m": 1, "h": 60}[window[-1]]
+    """Returns the whole minutes of a Prometheus duration."""
+    return seconds(window) // 60
 
 
 TEST_LABELS = {"job": "api", "gen_ai_request_model": "claude-x", "anthropic_request_stream": "false"}
@@ -971,24 +1319,38 @@ def fast_bucket(threshold: float) -> Tuple[float, float]:
     return DURATION_BUCKETS[i - 1], DURATION_BUCKETS[i]
 
 
+def rendered_cause(alert: Alert, cause: Optional[Tuple[str, float, str]]) -> str:
+    """Returns the cause annotation as Prometheus renders it for (cause, share, stream), or for no failure."""
+    timeouts = alert.name.startswith("ClaudeTimeoutBudget")
+    of = "timed-out" if timeouts else "failed"
+    if cause is None:
+        return f"none: no call {'timed-out'.split('-')[-1] if timeouts else 'failed'} in the last {CAUSE_WINDOW}"
+    name, share, stream = cause
+    return (f"{name} ({humanize_percentage(share)} of the {of} calls in the last {CAUSE_WINDOW}"
+            f"{'' if timeouts else ', stream=' + stream})")
+
+
 def alert_case(alert: Alert, firing: Optional[Tuple[float, Dict[str, str]]], inputs: List[dict],
-               eval_minutes: int) -> dict:
+               eval_minutes: int, kind: Optional[str] = None, cause: Optional[Tuple[str, float, str]] = None) -> dict:
+    """One promtool alert test; `kind` and `cause` are what the inputs make the annotation queries find."""
     expected = []
     if firing is not None:
         value, labels = firing
+        found = {"timeout_kind": kind or NO_TIMEOUT, "cause": rendered_cause(alert, cause)}
 
-        def render(text: str) -> str:
+        def render(key: str, text: str) -> str:
+            if "query (" in text:
+                return found[key]
             if alert.fmt:
                 text = text.replace("{{ $value | %s }}" % alert.fmt, FORMATTERS[alert.fmt](value))
-            for key, label in labels.items():
-                text = text.replace("{{ $labels.%s }}" % key, label)
+            for name, label in labels.items():
+                text = text.replace("{{ $labels.%s }}" % name, label)
+                text = text.replace("{{ $labels.%s | urlquery }}" % name, urllib.parse.quote_plus(label))
             assert "{{" not in text, text
             return text
 
         expected.append({"exp_labels": dict(labels, severity=alert.severity),
-                         "exp_annotations": {"summary": render(alert.summary),
-                                             "description": render(alert.description),
-                                             "runbook_url": alert.runbook_url}})
+                         "exp_annotations": {k: render(k, v) for k, v in annotations(alert).items()}})
     return {"name": f"{alert.name} {'fires' if firing else 'stays silent'}", "interval": "1m",
             "input_series": inputs,
             "alert_rule_test": [{"eval_time": f"{eval_minutes}m", "alertname": alert.name, "exp_alerts": expected}]}
@@ -1011,27 +1373,15 @@ def alert_cases(alert: Alert) -> List[dict]:
             fires = share > th
             cases.append(alert_case(alert, (share, dict(TEST_LABELS, **{KIND: "read"})) if fires else None,
                                     inputs, wait))
-    elif name == "ClaudeTimeoutSpike":
-        # fires: no timeouts for an hour, then a burst; silent: the same share of timeouts all along (chronic, not
-        # a spike: ClaudeRequestsNearTimeout covers it). The 1-day baseline averages whatever history there is.
-        day = 60
-        at = day + minutes(alert.for_) + 5
-        total = at + 5
-        ratio = min(0.8, 5 * th)
-        per_minute = 60 * ratio / (1 - ratio)
-        burst = [series(OPS + "_count", ramp(60, total)),
-                 series(OPS + "_count", f"0x{day} {ramp(per_minute, total - day - 1)}", 'error_type="timeout"')]
-        cases.append(alert_case(alert, (ratio, {"job": "api", "gen_ai_request_model": "claude-x"}), burst, at))
-        chronic = min(0.9, 2 * th)
-        steady = [series(OPS + "_count", ramp(60, total)),
-                  series(OPS + "_count", ramp(60 * chronic / (1 - chronic), total), 'error_type="timeout"')]
-        cases.append(alert_case(alert, None, steady, at))
+    elif name.startswith("ClaudeTimeoutBudget"):
+        cases.extend(burn_cases(alert))
     elif name == "ClaudeAPIErrors":
         for ratio in (min(0.5, 2 * th), th / 2):
             inputs = [requests, series(OPS + "_count", ramp(60 * ratio / (1 - ratio), steps),
-                                       'error_type="overloaded_error"')]
+                                       f'error_type="overloaded_error", {CAUSE}="api_error"')]
             labels = {"job": "api", "gen_ai_request_model": "claude-x", "error_type": "overloaded_error"}
-            cases.append(alert_case(alert, (ratio, labels) if ratio > th else None, inputs, wait))
+            cases.append(alert_case(alert, (ratio, labels) if ratio > th else None, inputs, wait,
+                                    cause=("api_error", 1.0, "false")))
     elif name == "ClaudeRetryStorm":
         for per_call in (2 * th, th / 2):
             inputs = [requests, series(RETRIES, ramp(60 * per_call, steps), 'anthropic_retry_reason="529"')]
@@ -1065,6 +1415,39 @@ def alert_cases(alert: Alert) -> List[dict]:
              "values": f"5x{steps}"}], wait))
     else:
         raise AssertionError(f"no unit test inputs for {name}: add them to alert_cases()")
+    return cases
+
+
+def burn_cases(alert: Alert) -> List[dict]:
+    """A burn-rate alert fires at twice its burn rate (3/4 of the timeouts read timeouts, 1/4 pool timeouts) and
+    stays silent at half of it, and once the timeouts have stopped for its short window (the long one still
+    high): the multiwindow rule's point."""
+    speed = alert.threshold.split("_")[1]
+    short, burn = t(f"slo_{speed}_short"), float(t(f"slo_{speed}_burn"))
+    at = minutes(short) + minutes(alert.for_) + 10
+    later = at + minutes(short) + 6  # the short window (and the 5-minute rates it sums) clean again
+    steps = later + 5
+    labels = dict(TEST_LABELS)
+
+    def timeouts(ratio: float, until: int) -> Tuple[List[dict], float, float]:
+        per_minute = 60 * ratio / (1 - ratio)
+        read, pool = round(0.75 * per_minute, 3), round(0.25 * per_minute, 3)
+        rows = []
+        for cause, phase, n in (("client_read_timeout", "read", read), ("pool_timeout", "pool", pool)):
+            history = f"{ramp(n, until)} {n * until:.3f}x{steps - until}" if until < steps else ramp(n, steps)
+            rows.append(series(OPS + "_count", history, f'error_type="timeout", {CAUSE}="{cause}"'))
+            rows.append(series(TIMEOUTS, history, f'anthropic_timeout_phase="{phase}", {CAUSE}="{cause}"'))
+        return rows, (read + pool) / (60 + read + pool), read / (read + pool)
+
+    requests = series(OPS + "_count", ramp(60, steps))
+    fire, ratio, share = timeouts(min(0.5, 2 * burn * budget()), steps)
+    cases = [alert_case(alert, (ratio / budget(), labels), [requests] + fire, at, kind="read",
+                        cause=("client_read_timeout", share, "false"))]
+    quiet, _, _ = timeouts(burn * budget() / 2, steps)
+    cases.append(alert_case(alert, None, [requests] + quiet, at))
+    # the long window still over the threshold, the short one clean: the timeouts stopped when it fired
+    stopped, _, _ = timeouts(min(0.5, 4 * burn * budget()), at)
+    cases.append(alert_case(alert, None, [requests] + stopped, later))
     return cases
 
 
@@ -1283,8 +1666,9 @@ def readme(models: Dict[str, dict]) -> str:
                                      "(per streamed/not and timeout kind: read, connect, proxy_idle) used over 80% "
                                      "of their timeout",
         "ClaudeRequestsVeryNearTimeout": f"more than {t('near_timeout_90_share'):.0%} of them used over 90%",
-        "ClaudeTimeoutSpike": f"more than {t('timeout_ratio'):.0%} of a job's calls to a model end in 'Request "
-                              f"timed out', and over {t('timeout_baseline_factor')}x the 1-day average",
+        **{a.name: f"the timeout ratio of a job, model and stream burns the error budget of the "
+                   f"{float(t('slo_target')):.1%} SLO faster than {a.threshold_text.split(' (')[0]}"
+           for a in slo_burn_alerts()},
         "ClaudeAPIErrors": f"more than {t('error_ratio'):.0%} of calls fail with one non-timeout error type "
                            "(overloaded_error, rate_limit_error, 5xx, connection_error...)",
         "ClaudeRetryStorm": f"more than {t('retries_per_call'):g} retries per call",
@@ -1321,8 +1705,17 @@ def readme(models: Dict[str, dict]) -> str:
         "claude:retry_backoff_seconds:rate5m": "seconds of backoff per second by reason",
         "claude:tokens:rate5m": "tokens per second by type",
         "claude:ratelimit_remaining:ratio": "remaining rate limit / highest remaining value of the last day",
-        "claude:timeout_ratio:rate5m": "share of calls that timed out (alert ClaudeTimeoutSpike)",
-        "claude:timeout_ratio:rate1d": "the same over the last day, traffic-weighted (the spike's baseline)",
+        "claude:timeout_ratio:rate5m": "share of calls that timed out, by job and model",
+        "claude:timeout_ratio:rate1d": "the same over the last day, traffic-weighted",
+        FAILURES: "failed calls per second by error_type and anthropic_failure_cause (stream kept)",
+        **{slo_ratio(w): f"share of calls that timed out over {w}, by job, model and stream (the burn-rate "
+                         "alerts divide it by the error budget)" for w in slo_windows()},
+        f"claude:timeout_cause:share_rate{CAUSE_WINDOW}": "share of each anthropic_failure_cause among the timed-out "
+                                                          f"calls of a job, model and stream over {CAUSE_WINDOW} "
+                                                          "(the burn-rate alerts' cause annotation)",
+        f"claude:failure_cause:share_rate{CAUSE_WINDOW}": "share of each anthropic_failure_cause (and stream) among "
+                                                          f"the failed calls of a job and model over {CAUSE_WINDOW} "
+                                                          "(the other alerts' cause annotation)",
         "claude:error_ratio:rate5m": "share of calls failing, per error type other than timeout and cancelled",
         "claude:retries_per_request:ratio_rate5m": "retries per call",
     }

@@ -57,8 +57,23 @@ CONTRACT = {
     "anthropic_ratelimit_remaining": "gauge",
     "claude_otel_exporter_dropped_total": "counter",
 }
+# The latest GenAI conventions (claude-otel with OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental, or the
+# official OpenTelemetry GenAI instrumentation), which every rule and panel over a gen_ai.* metric also reads.
+LATEST_CONTRACT = {
+    "gen_ai_client_inference_duration_seconds": "histogram",
+    "gen_ai_client_inference_time_to_first_chunk_seconds": "histogram",
+    "gen_ai_client_inference_time_per_output_chunk_seconds": "histogram",
+    "gen_ai_client_inference_usage_input_tokens_total": "counter",
+    "gen_ai_client_inference_usage_output_tokens_total": "counter",
+    "gen_ai_client_inference_usage_cache_read_input_tokens_total": "counter",
+    "gen_ai_client_inference_usage_cache_write_input_tokens_total": "counter",
+    "gen_ai_client_inference_operation_input_tokens": "histogram",
+    "gen_ai_client_inference_operation_output_tokens": "histogram",
+}
 CONTRACT_SERIES = {name + suffix for name, kind in CONTRACT.items()
                    for suffix in (("_bucket", "_sum", "_count") if kind == "histogram" else ("",))}
+LATEST_SERIES = {name + suffix for name, kind in LATEST_CONTRACT.items()
+                 for suffix in (("_bucket", "_sum", "_count") if kind == "histogram" else ("",))}
 
 
 def promtool() -> str:
@@ -274,11 +289,11 @@ def test_runbooks_quote_the_current_thresholds():
 
 
 def test_every_expression_parses_and_uses_only_contract_metrics_and_recording_rules():
-    known = CONTRACT_SERIES | recorded_names()
+    known = CONTRACT_SERIES | LATEST_SERIES | recorded_names()
     exprs = all_expressions()
     assert len(exprs) > 80
     for where, expr in exprs:
-        assert "$" not in expr, f"{where}: unsubstituted variable in {expr}"
+        assert not re.search(r"\$(?!\d)", expr), f"{where}: unsubstituted variable in {expr}"  # $1: label_replace
         try:
             names = metric_names(expr)
         except ValueError as e:
@@ -304,6 +319,24 @@ def test_contract_matches_what_claude_otel_exposes():
     }
     exposed = {s for name, (unit, kind) in instruments.items() for s in exposition_name(name, unit, kind)}
     assert exposed == CONTRACT_SERIES
+    latest = {
+        semconv.INFERENCE_DURATION: ("s", "histogram"), semconv.INFERENCE_TIME_TO_FIRST_CHUNK: ("s", "histogram"),
+        semconv.INFERENCE_TIME_PER_OUTPUT_CHUNK: ("s", "histogram"),
+        semconv.USAGE_INPUT_COUNTER: ("{token}", "counter"), semconv.USAGE_OUTPUT_COUNTER: ("{token}", "counter"),
+        semconv.USAGE_CACHE_READ_COUNTER: ("{token}", "counter"),
+        semconv.USAGE_CACHE_WRITE_COUNTER: ("{token}", "counter"),
+        semconv.OPERATION_INPUT_TOKENS: ("{token}", "histogram"),
+        semconv.OPERATION_OUTPUT_TOKENS: ("{token}", "histogram"),
+    }
+    assert {s for name, (unit, kind) in latest.items() for s in exposition_name(name, unit, kind)} == LATEST_SERIES
+    # build.py names and buckets come from claude_otel.semconv, written the exporter's way
+    assert build.OPS == "gen_ai_client_operation_duration_seconds"
+    assert build.L_OPS == "gen_ai_client_inference_duration_seconds"
+    assert build.L_CACHE_WRITE == "gen_ai_client_inference_usage_cache_write_input_tokens_total"
+    assert build.DURATION_BUCKETS == [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48,
+                                      40.96, 81.92, 163.84, 327.68, 655.36]
+    assert build.SPEC_DURATION_BUCKETS == [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24,
+                                           20.48, 40.96, 81.92]
 
 
 def test_dashboards_are_complete_and_linked():
@@ -330,7 +363,7 @@ def test_dashboards_are_complete_and_linked():
             steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
             assert steps[0]["value"] is None
             for target in panel["targets"]:
-                used = set(re.findall(r"\$\{?(\w+)", target["expr"])) - {"__rate_interval"}
+                used = set(re.findall(r"\$\{?([A-Za-z_]\w*)", target["expr"])) - {"__rate_interval"}
                 assert used <= set(variables), (panel["title"], used - set(variables))
                 is_histogram = "_bucket{" in target["expr"] and "claude:" not in target["expr"]
                 if is_histogram:
@@ -670,7 +703,17 @@ def loaded(request):
         prom.stop()
 
 
-def assert_every_query_returns_data(prom: PrometheusServer, at: float, rate_interval: str, optional=()) -> None:
+DEFAULT_GEN_AI_SERIES = {n for n in CONTRACT_SERIES if n.startswith("gen_ai_")}
+
+
+def reads_only(query: str, series: Set[str]) -> bool:
+    """Returns whether every metric a query reads is one of `series` (a name set the workload lacks)."""
+    names = metric_names(query)
+    return bool(names) and names <= series
+
+
+def assert_every_query_returns_data(prom: PrometheusServer, at: float, rate_interval: str, optional=(),
+                                    absent: Set[str] = frozenset(LATEST_SERIES)) -> None:
     """Every dashboard target, recording rule (its series and its expression) and alert value (the first line of
     the alert: the measured value, without threshold and gates) has data at `at`."""
     empty = []
@@ -681,8 +724,8 @@ def assert_every_query_returns_data(prom: PrometheusServer, at: float, rate_inte
         queries.append((f"alert {alert.name}", alert.expr.split("\n")[0]))
         queries.append((f"grafana alert {alert.name}", alert.raw.split("\n")[0]))
     for where, query in queries:
-        if any(m in query for m in optional):
-            continue
+        if any(m in query for m in optional) or reads_only(query, absent):
+            continue  # a query of only the other name set's metrics (a panel's second line) is empty here
         if not prom.query(query, at=at):
             empty.append(f"{where}: {query}")
     assert not empty, "queries with no data:\n" + "\n".join(empty)
@@ -759,7 +802,8 @@ def test_values_match_the_synthetic_workload(loaded):
 
 # -- a real instrumented process, scraped live ---------------------------------------------------------------------
 
-def test_every_query_returns_data_from_a_live_scrape_of_claude_otel_demo(tmp_path):
+@pytest.mark.parametrize("names", ["default", "latest"])
+def test_every_query_returns_data_from_a_live_scrape_of_claude_otel_demo(tmp_path, names):
     """`claude-otel demo` (the real SDK against the local simulator: timeouts, retries, slow prefill, stalls,
     rate limits) scraped every second by a Prometheus with the rule files loaded (evaluated every second)."""
     require_prometheus()
@@ -775,6 +819,9 @@ def test_every_query_returns_data_from_a_live_scrape_of_claude_otel_demo(tmp_pat
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CLAUDE_OTEL_"))}
     env.update(PYTHONPATH=str(ROOT), CLAUDE_OTEL_CHUNK_METRICS="true")
+    if names == "latest":
+        env["OTEL_SEMCONV_STABILITY_OPT_IN"] = "gen_ai_latest_experimental"
+    absent = LATEST_SERIES if names == "default" else DEFAULT_GEN_AI_SERIES
     with PrometheusServer(scrape_targets=[f"127.0.0.1:{port}"], rule_files=rule_files) as prom:
         demo = subprocess.Popen([sys.executable, "-m", "claude_otel", "demo", "--duration", "18", "--rate", "6",
                                  "--no-tty", "--metrics-port", str(port)], env=env, stdout=subprocess.PIPE,
@@ -796,7 +843,11 @@ def test_every_query_returns_data_from_a_live_scrape_of_claude_otel_demo(tmp_pat
         assert demo.returncode == 0, out[-3000:]
         assert last is not None, "Prometheus never recorded the demo's calls:\n" + prom.log()[-2000:]
         # drops only happen with a collector down; the 1-day absent check is about history this run lacks
-        assert_every_query_returns_data(prom, last, "4s", optional={"claude_otel_exporter_dropped_total"})
+        assert_every_query_returns_data(prom, last, "4s", optional={"claude_otel_exporter_dropped_total"},
+                                        absent=absent)
+        # the demo emitted exactly one name set
+        emitted = {s["metric"]["__name__"] for s in prom.query('{__name__=~"gen_ai_.+"}', at=last)}
+        assert emitted and not emitted & absent and emitted <= CONTRACT_SERIES | LATEST_SERIES, emitted
         reasons = set(prom.values("claude:retries:rate5m", last, ("anthropic_retry_reason",)))
         assert {("429",), ("529",)} <= reasons, reasons
         assert prom.value("max(claude:timeout_utilization_over_80:ratio_rate5m)", last) > 0
