@@ -218,6 +218,7 @@ def test_refusal_fallback_records_each_attempts_model(recorded, sim, stream):
     assert not [e for e in op.events if e.name == "anthropic.retry"]
     assert recorded.total("anthropic.client.attempt.duration", gen_ai__request__model=refused) == 1
     assert recorded.total("anthropic.client.attempt.duration", gen_ai__request__model=fallback) == 1
+    assert recorded.total("anthropic.client.timeout.utilization", gen_ai__request__model=fallback) == 1
     # The call itself stays the application's call: one operation, under the model it asked for.
     assert recorded.total("gen_ai.client.operation.duration") == 1
     assert recorded.total("gen_ai.client.operation.duration", gen_ai__request__model=refused) == 1
@@ -229,6 +230,23 @@ def test_refusal_fallback_records_each_attempts_model(recorded, sim, stream):
     else:
         assert op.attributes["gen_ai.response.model"] == fallback
         assert op.attributes["gen_ai.usage.output_tokens"] == records[1].output_tokens_served
+
+
+def test_refusal_fallback_pinned_state_sends_the_first_attempt_to_the_fallback(recorded, sim):
+    _needs_fallback_middleware()
+    refused, fallback = "claude-opus-4-1", "claude-haiku-4-5"
+    c = _fallback_client(sim, refused, fallback)
+    with importlib.import_module("anthropic.lib.middleware").BetaFallbackState():
+        c.beta.messages.create(model=refused, max_tokens=20, messages=MESSAGES)
+        recorded.clear()
+        c.beta.messages.create(model=refused, max_tokens=20, messages=MESSAGES)
+    assert [r.model for r in served(sim)] == [refused, fallback, fallback]
+    (op,) = recorded.operation_spans()
+    (attempt,) = attempts_of(recorded, op)
+    # The application asked for the refused model; the one request of this call went to the pinned fallback.
+    assert op.attributes["gen_ai.request.model"] == refused
+    assert attempt.attributes["gen_ai.request.model"] == fallback
+    assert op.attributes["anthropic.attempt.count"] == 1
 
 
 def test_refusal_fallback_async_stream(recorded, sim):
