@@ -37,7 +37,8 @@ def parser() -> argparse.ArgumentParser:
     doctor.add_arguments(sub.add_parser(
         "doctor", help="check the timeout set-up, the SDK, proxies and connectivity (exit 0/1/2)",
         description="The timeout troubleshooting checklist as checks: PASS/WARN/FAIL with the reason and the fix. "
-                    "Exit code 0 when all pass, 1 with a warning, 2 with a failure."))
+                    "With --prometheus URL: advice per job and model from the live metrics of a Prometheus that "
+                    "scrapes claude-otel. Exit code 0 when all pass, 1 with a warning, 2 with a failure."))
     run = sub.add_parser("run", help="run a program with claude-otel configured: claude-otel run -- python app.py",
                          usage=RUN_USAGE, description=RUN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("program", nargs=argparse.REMAINDER, help="the program and its arguments")
