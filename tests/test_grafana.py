@@ -851,3 +851,169 @@ def test_every_query_returns_data_from_a_live_scrape_of_claude_otel_demo(tmp_pat
         reasons = set(prom.values("claude:retries:rate5m", last, ("anthropic_retry_reason",)))
         assert {("429",), ("529",)} <= reasons, reasons
         assert prom.value("max(claude:timeout_utilization_over_80:ratio_rate5m)", last) > 0
+
+
+# -- both name sets: a fleet mixing today's names, the latest conventions and the official instrumentation ---------
+
+FLEET_STEP = 15  # seconds between samples
+FLEET_STEPS = 80  # 20 minutes of data
+SPEC_BOUNDS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
+DEFAULT_BOUNDS = SPEC_BOUNDS + [163.84, 327.68, 655.36]
+DEFAULT_CHUNK_BOUNDS = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5]
+
+
+class Fleet:
+    """OpenMetrics text of several services, each series a counter growing at a constant rate per second."""
+
+    def __init__(self) -> None:
+        self.families: Dict[str, Tuple[str, List[Tuple[str, str, float]]]] = {}
+
+    def add(self, family: str, kind: str, sample: str, labels: str, rate: float) -> None:
+        """Adds one series of a family (kind: counter or histogram) growing by `rate` per second."""
+        self.families.setdefault(family, (kind, []))[1].append((sample, labels, rate))
+
+    def histogram(self, family: str, labels: str, rate: float, value: float, bounds: List[float]) -> None:
+        """Adds a histogram series observing `value` `rate` times per second."""
+        for bound in bounds + [math.inf]:
+            le = "+Inf" if bound == math.inf else f"{bound:g}"
+            self.add(family, "histogram", family + "_bucket", f'{labels}, le="{le}"', rate if value <= bound else 0)
+        self.add(family, "histogram", family + "_count", labels, rate)
+        self.add(family, "histogram", family + "_sum", labels, rate * value)
+
+    def text(self, start: float) -> str:
+        """Returns the OpenMetrics document with timestamps from `start`."""
+        lines = []
+        for family, (kind, series) in self.families.items():
+            lines.append(f"# TYPE {family} {kind}")
+            for sample, labels, rate in series:
+                labels = labels.replace(", ", ",")  # OpenMetrics allows no space between labels
+                for i in range(FLEET_STEPS + 1):
+                    lines.append(f"{sample}{{{labels}}} {rate * FLEET_STEP * i:.6f} {start + FLEET_STEP * i}")
+        return "\n".join(lines + ["# EOF"]) + "\n"
+
+
+def mixed_fleet() -> Fleet:
+    """old: claude-otel with today's names; new: claude-otel opted into the latest conventions; mix: one instance
+    of each in one job (a migration); otel: the official OpenTelemetry GenAI instrumentation (latest names, no
+    stream label, no cache counters, its own error.type values)."""
+    f = Fleet()
+    ops, tokens, ttft = "gen_ai_client_operation_duration_seconds", "gen_ai_client_token_usage", \
+        "gen_ai_client_operation_time_to_first_chunk_seconds"
+    l_ops, l_ttft, l_chunk = ("gen_ai_client_inference_duration_seconds",
+                              "gen_ai_client_inference_time_to_first_chunk_seconds",
+                              "gen_ai_client_inference_time_per_output_chunk_seconds")
+    usage = "gen_ai_client_inference_usage_"
+    common = 'gen_ai_operation_name="chat", gen_ai_provider_name="anthropic", gen_ai_request_model="m"'
+
+    def default(instance: str) -> None:
+        labels = f'job="{instance.split(":")[0]}", instance="{instance}", {common}, anthropic_request_stream="false"'
+        f.histogram(ops, labels, 0.2, 1.0, DEFAULT_BOUNDS)
+        f.histogram(ttft, labels, 0.2, 0.3, DEFAULT_BOUNDS)
+        f.histogram("gen_ai_client_operation_time_per_output_chunk_seconds", labels, 2.0, 0.05, DEFAULT_CHUNK_BOUNDS)
+        for kind, rate in (("input", 10), ("output", 4), ("cache_read", 2), ("cache_creation", 1)):
+            f.histogram(tokens, f'{labels}, gen_ai_token_type="{kind}"', 0.2, rate / 0.2, [])
+
+    def latest(instance: str, stream: Optional[str], rate: float, value: float, cache: bool = True) -> dict:
+        labels = f'job="{instance.split(":")[0]}", instance="{instance}", {common}'
+        if stream is not None:
+            labels += f', gen_ai_request_stream="{stream}"'
+        f.histogram(l_ops, labels, rate, value, SPEC_BOUNDS)
+        f.histogram(l_ttft, labels, rate, 0.3, SPEC_BOUNDS)
+        f.histogram(l_chunk, labels, 2.0, 0.05, SPEC_BOUNDS)
+        f.histogram("gen_ai_client_inference_operation_output_tokens", labels, rate, 8 / rate, [1, 4, 16, 64])
+        counted = labels + ', gen_ai_token_modality="unknown"'
+        for name, per_s in (("input_tokens", 20), ("output_tokens", 8)) + (
+                (("cache_read_input_tokens", 5), ("cache_write_input_tokens", 3)) if cache else ()):
+            f.add(usage + name, "counter", usage + name + "_total", counted, per_s)
+        return labels
+
+    default("old:1")
+    old_timeouts = f'job="old", instance="old:1", {common}, anthropic_request_stream="false", error_type="timeout"'
+    f.histogram(ops, old_timeouts, 0.05, 60.0, DEFAULT_BOUNDS)
+    # new: half its calls at 0.5 s, half at 100 s (beyond the spec's last bound, 81.92 s)
+    new = latest("new:1", "true", 0.2, 0.5)
+    f.histogram(l_ops, new.replace('instance="new:1"', 'instance="new:2"'), 0.2, 100.0, SPEC_BOUNDS)
+    default("mix:1")
+    latest("mix:2", "false", 0.1, 100.0)
+    otel = latest("otel:1", None, 0.05, 0.5, cache=False).replace(common, common + ', gen_ai_response_model="m-1"')
+    f.histogram(l_ops, otel + ', error_type="APITimeoutError"', 0.01, 0.5, SPEC_BOUNDS)
+    return f
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    """(a Prometheus holding the mixed fleet with the recording rules backfilled, evaluation time)."""
+    require_prometheus()
+    import time
+
+    start = (int(time.time()) // 60) * 60 - 3600
+    prom = PrometheusServer.from_openmetrics(mixed_fleet().text(start), rule_files=[str(p) for p in RULE_FILES],
+                                             rule_interval="60s")
+    try:
+        yield prom, prom.rules_end
+    finally:
+        prom.stop()
+
+
+def test_recording_rules_sum_both_name_sets_exactly(fleet):
+    prom, at = fleet
+    key = ("job", "anthropic_request_stream")
+    assert prom.values("claude:requests:rate5m", at, key) == pytest.approx(
+        {("old", "false"): 0.25, ("new", "true"): 0.4, ("mix", "false"): 0.3, ("otel", ""): 0.06}, rel=1e-9)
+    assert prom.values("claude:timeouts:rate5m", at, key) == pytest.approx({("old", "false"): 0.05}, rel=1e-9)
+    assert prom.values("claude:errors:rate5m", at, ("job", "error_type")) == pytest.approx(
+        {("old", "timeout"): 0.05, ("otel", "APITimeoutError"): 0.01}, rel=1e-9)
+    # today's token types: the latest input count includes cached tokens, so input = 20 - 5 - 3 there
+    tokens = prom.values("claude:tokens:rate5m", at, ("job", "gen_ai_token_type"))
+    assert tokens == pytest.approx({
+        ("old", "input"): 10, ("old", "output"): 4, ("old", "cache_read"): 2, ("old", "cache_creation"): 1,
+        ("new", "input"): 12, ("new", "output"): 8, ("new", "cache_read"): 5, ("new", "cache_creation"): 3,
+        ("mix", "input"): 22, ("mix", "output"): 12, ("mix", "cache_read"): 7, ("mix", "cache_creation"): 4,
+        ("otel", "input"): 20, ("otel", "output"): 8}, rel=1e-9)
+
+
+def test_recorded_duration_buckets_and_quantiles_of_a_mixed_fleet(fleet):
+    prom, at = fleet
+    buckets = prom.values("claude:operation_duration_seconds_bucket:rate5m", at, ("job", "le"))
+    # mix: 0.2/s at 1 s (default names) + 0.1/s at 100 s (latest: counted at 163.84 s and up from its +Inf)
+    assert {le: v for (job, le), v in buckets.items() if job == "mix" and le in ("0.64", "1.28", "81.92", "163.84",
+                                                                                "655.36", "+Inf")} \
+        == pytest.approx({"0.64": 0, "1.28": 0.2, "81.92": 0.2, "163.84": 0.3, "655.36": 0.3, "+Inf": 0.3}, rel=1e-9)
+    assert {le: v for (job, le), v in buckets.items() if job == "new" and le in ("0.64", "81.92", "163.84")} \
+        == pytest.approx({"0.64": 0.2, "81.92": 0.2, "163.84": 0.4}, rel=1e-9)
+    # cumulative counts never decrease along le, in every job
+    for job in ("old", "new", "mix", "otel"):
+        counts = [buckets[(job, f"{b:g}")] for b in DEFAULT_BOUNDS] + [buckets[(job, "+Inf")]]
+        assert counts == sorted(counts), (job, counts)
+    p50 = prom.values("claude:operation_duration_seconds:p50_5m", at, ("job",))
+    p99 = prom.values("claude:operation_duration_seconds:p99_5m", at, ("job",))
+    # p50 of mix: rank 0.15 of 0.3 in (0.64, 1.28] holding 0.2; p99: rank 0.297 in (81.92, 163.84] holding 0.1
+    assert p50[("mix",)] == pytest.approx(0.64 + 0.64 * 0.15 / 0.2, rel=1e-9)
+    assert p99[("mix",)] == pytest.approx(81.92 + 81.92 * 0.097 / 0.1, rel=1e-9)
+
+
+def test_gen_ai_panels_light_up_for_the_official_instrumentation_and_the_rest_say_why_not(fleet):
+    prom, at = fleet
+    lit, own, empty = [], [], []
+    for name, model in models().items():
+        for panel in panels(model):
+            if not panel.get("targets"):
+                continue
+            if build.OWN_NOTE.strip() in panel["description"]:
+                own.append(panel["title"])
+                continue
+            lit.append(panel["title"])
+            for target in panel["targets"]:
+                query = substitute(target["expr"].replace("$job", "otel"), model, "2m")
+                if reads_only(query, DEFAULT_GEN_AI_SERIES):
+                    continue  # the default set's own line of a panel drawing both
+                if not prom.query(query, at=at):
+                    empty.append(f"{name} / {panel['title']} / {target['refId']}: {query}")
+    assert not empty, "gen_ai.* panels with no data for the official instrumentation:\n" + "\n".join(empty)
+    assert sorted(lit) == sorted([
+        "Calls per second", "Error ratio", "p99 call duration", "Call rate by service and model",
+        "Errors by error type", "p50 call duration by model", "p95 call duration by model",
+        "p99 call duration by model", "Tokens per second by type", "Time to first token by model",
+        "Time per output chunk by model", "Output tokens per call by model and mode",
+        "Time to first token p95 / p99 by model"])
+    assert "Timeout utilization per attempt" in own and "Share of calls streamed by model" in own
