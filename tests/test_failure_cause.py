@@ -470,3 +470,43 @@ def test_a_timeout_then_success_records_no_cause_on_the_call(sim, agent):
     assert [s.attributes.get(CAUSE) for s in rec.attempt_spans()] == ["api_error", None]
     [point] = rec.points("gen_ai.client.operation.duration")
     assert CAUSE not in point.attrs
+
+
+def test_async_proxy_cut_mid_stream_with_the_setting(sim, agent):
+    rec = agent(proxy_idle_timeout=CUT)
+
+    async def main():
+        stream = await create(aclient(sim.base_url), stream=True,
+                              headers=faults(proxy_idle_timeout=CUT, stall_at=2, stall=5, token_delay=0.01))
+        with pytest.raises(httpx.RemoteProtocolError):
+            async for _ in stream:
+                pass
+
+    asyncio.run(main())
+    attempt, op = assert_cause(rec, "proxy_idle_cut")
+    between(attempt.attributes[semconv.SILENCE_BEFORE_DROP], CUT - 0.05, CUT + SLACK)
+    # the declared proxy governs the utilization too: the cut used all of it
+    [util] = rec.points("anthropic.client.timeout.utilization")
+    assert util.attrs[semconv.TIMEOUT_KIND] == "proxy_idle"
+    between(util.max, (CUT - 0.05) / CUT, (CUT + SLACK) / CUT)
+
+
+def test_the_sdks_own_span_gets_the_cause(sim, agent, monkeypatch):
+    from opentelemetry import trace
+
+    from conftest import sdk_version
+
+    if sdk_version() < (1, 14):
+        pytest.skip("the SDK's own call span exists from anthropic 1.14")
+    rec = agent()
+    monkeypatch.delenv("ANTHROPIC_OPEN_TELEMETRY", raising=False)
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", rec.tracer_provider)
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER_SET_ONCE", trace.Once())
+    trace._TRACER_PROVIDER_SET_ONCE._done = True
+    with pytest.raises(anthropic.APITimeoutError):
+        create(client(sim.base_url, timeout=0.4), headers=faults(headers_delay=5))
+    sdk_spans = [s for s in rec.spans() if s.instrumentation_scope.name != "claude_otel"]
+    assert [s.attributes.get(CAUSE) for s in sdk_spans] == ["client_read_timeout"]
+    assert [s.attributes.get(CAUSE) for s in rec.attempt_spans()] == ["client_read_timeout"]
+    [point] = rec.points("gen_ai.client.operation.duration")
+    assert point.attrs[CAUSE] == "client_read_timeout"
