@@ -431,6 +431,34 @@ def test_http_keep_alive_chunked_bodies_and_bad_requests(sim):
     assert missing.startswith(b"HTTP/1.1 404 ") and b'"not_found_error"' in missing and b"request-id: " in missing
 
 
+def test_http_100_continue_http_1_0_oversized_heads_and_clients_that_leave(sim):
+    body = b'{"model":"m","max_tokens":2,"messages":[],"stream":true}'
+    with socket.create_connection(("127.0.0.1", sim.port), timeout=5) as s:  # curl's way with a large body
+        s.sendall(post("/v1/messages", body, "expect: 100-continue\r\n").split(b"\r\n\r\n")[0] + b"\r\n\r\n")
+        assert s.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"  # nothing else before the body is sent
+        s.sendall(body)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n") and data.rstrip().endswith(b"0")  # the last chunk
+    # HTTP/1.0 has no chunked encoding: the stream is delimited by closing the connection
+    old = raw_http(sim.port, post("/v1/messages", body).replace(b"HTTP/1.1", b"HTTP/1.0", 1))
+    head, _, rest = old.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 200 ") or head.startswith(b"HTTP/1.1 200 ")
+    assert b"chunked" not in head.lower() and rest.startswith(b"event: message_start")
+    assert rest.endswith(b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n")
+    huge = raw_http(sim.port, b"GET /v1/models HTTP/1.1\r\nhost: sim\r\nx-big: " + b"a" * 300_000 + b"\r\n\r\n")
+    assert huge.startswith(b"HTTP/1.1 431 ") and b"invalid_request_error" in huge
+    # a client that leaves while its response is being generated gets none, and none is recorded
+    sim.reset()
+    with socket.create_connection(("127.0.0.1", sim.port), timeout=5) as s:
+        s.sendall(post("/v1/messages", body, "x-sim-headers-delay: 0.3\r\n"))
+    deadline = time.monotonic() + 5
+    while not (sim.requests and sim.requests[-1].finished) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert sim.requests[-1].finished and sim.requests[-1].status is None
+
+
 def test_lifecycle_start_stop_reset_and_serve_forever():
     sim = Simulator()
     assert sim.start() is sim and sim.port > 0 and sim.base_url == f"http://127.0.0.1:{sim.port}"

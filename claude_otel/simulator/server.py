@@ -292,7 +292,7 @@ class Simulator:
                     request = await self._read_request(conn, reader, writer)
                 except h11.RemoteProtocolError as exc:
                     if not reader.at_eof():  # a client that hung up mid-request gets no answer
-                        await self._refuse(conn, writer, exc)
+                        await self._refuse(conn, reader, writer, exc)
                     break
                 if request is None or not await self._serve(conn, reader, writer, request):
                     break
@@ -327,6 +327,9 @@ class Simulator:
                                                                      reason=b"Continue")))
                 conn.receive_data(await reader.read(_READ))  # b"" at EOF, which h11 turns into ConnectionClosed
             elif isinstance(event, h11.Request):
+                # h11 enforces its limit only on a head still arriving, not on one that came in a single read
+                if len(event.target) + sum(len(k) + len(v) + 4 for k, v in event.headers) > _MAX_HEAD:
+                    raise h11.RemoteProtocolError("request head larger than 256 KiB", error_status_hint=431)
                 start = event
             elif isinstance(event, h11.Data):
                 body += event.data
@@ -347,7 +350,8 @@ class Simulator:
         return _Request(start.method.decode("latin-1").upper(), target, headers, bytes(body), keep_alive)
 
     @staticmethod
-    async def _refuse(conn: h11.Connection, writer: asyncio.StreamWriter, exc: h11.RemoteProtocolError) -> None:
+    async def _refuse(conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                      exc: h11.RemoteProtocolError) -> None:
         """Returns once a request that does not parse is answered with 400 (431: head too large), if still possible."""
         if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
@@ -357,6 +361,13 @@ class Simulator:
         data = conn.send(h11.Response(status_code=status, headers=fields, reason=_REASONS[status].encode("ascii")))
         writer.write(data + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
         await writer.drain()
+        # A lingering close: closing with the rest of the request unread would send an RST that can reach the
+        # client before the answer, so say we are done and read what is still coming, for a second at most.
+        writer.write_eof()
+        try:
+            await asyncio.wait_for(_discard(reader), 1.0)
+        except asyncio.TimeoutError:
+            pass
 
     async def _serve(self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                      request: _Request) -> bool:
@@ -619,6 +630,12 @@ def _model_of(batch_request: dict) -> str:
     params = batch_request.get("params")
     model = params.get("model") if isinstance(params, dict) else None
     return model if isinstance(model, str) else "claude"
+
+
+async def _discard(reader: asyncio.StreamReader) -> None:
+    """Returns at EOF, having read and dropped everything until then."""
+    while await reader.read(_READ):
+        pass
 
 
 def _query(request: _Request) -> str:
