@@ -189,7 +189,11 @@ def test_default_records_no_tokens_for_a_failed_call(sim, default):
 
 
 def test_latest_non_inference_calls_record_duration_but_no_token_metrics(sim, latest):
-    result = client(sim).messages.count_tokens(model=MODEL, messages=MESSAGES)
+    c = client(sim)
+    messages = c.messages if hasattr(c.messages, "count_tokens") else c.beta.messages  # beta only before 0.41
+    if not hasattr(messages, "count_tokens"):
+        pytest.skip("this SDK has no count_tokens")
+    result = messages.count_tokens(model=MODEL, messages=MESSAGES)
     assert result.input_tokens > 0
     [op] = latest.points("gen_ai.client.inference.duration")
     assert op.attrs["gen_ai.operation.name"] == "count_tokens"
