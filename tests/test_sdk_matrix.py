@@ -14,6 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent
 VERSIONS = os.environ.get("CLAUDE_OTEL_SDK_MATRIX", "0.40.0 0.108.0 1.0.0 1.14.0").split()
 
 
+# matrix: its timeout (tests/conftest.py) covers the core-agent and SDK-surface tests of one version on a busy machine.
+@pytest.mark.matrix
 @pytest.mark.parametrize("version", VERSIONS)
 def test_core_agent_on_sdk_version(version):
     python = ROOT / ".venvs" / f"anthropic-{version}" / "bin" / "python"
