@@ -215,3 +215,57 @@ def test_window_parsing():
     for bad in ("", "-5m", "0", "soon", "5y"):
         with pytest.raises(ValueError):
             live.parse_window(bad)
+
+
+def figures(**changes):
+    """Returns one group's figures as collect() builds them: a healthy non-streamed model, then `changes`."""
+    g = {"job": "api", "model": "claude-opus-4-1", "calls": 100.0, "streamed_calls": 0.0,
+         "non_streamed_calls": 100.0, "read_wait_p99": 20.0, "non_streamed_wait_p99": 20.0, "streamed_wait_p99": None,
+         "read_utilization_p99": 0.04, "read_timeout": 600.0, "read_timeout_source": "given",
+         "proxy_idle_timeout": None, "wait_over_read_timeout": 20.0 / 600, "wait_over_proxy_idle": None,
+         "stream_threshold": 300.0, "non_streamed_share_to_stream": 0.0, "retries_per_call": 0.1,
+         "prefill_mean": None, "prefill_mean_before": None, "prefill_trend": None}
+    g.update(changes)
+    return g
+
+
+def test_advice_healthy_is_a_pass_with_no_fix():
+    result = live.advise(figures())
+    assert result.status == "PASS" and result.fix == "" and result.reason.endswith("no change needed")
+    assert result.name == "api/claude-opus-4-1"
+
+
+def test_advice_stream_when_non_streamed_waits_near_the_timeout():
+    warn = live.advise(figures(non_streamed_wait_p99=412.0, read_wait_p99=412.0, non_streamed_share_to_stream=0.2))
+    assert warn.status == "WARN"  # 412 s is 69 % of 600 s: above 50 %, below 90 %
+    assert warn.fix.startswith("stream claude-opus-4-1 calls: their longest wait for a byte is 412 s of a 600 s "
+                               "timeout (20% of the non-streamed calls waited over 300 s)")
+    fail = live.advise(figures(non_streamed_wait_p99=560.0, non_streamed_share_to_stream=0.2))
+    assert fail.status == "FAIL"
+    # no call waited over the threshold: nothing to gain by streaming
+    assert live.advise(figures(non_streamed_wait_p99=412.0, non_streamed_share_to_stream=0.0)).status == "PASS"
+
+
+def test_advice_for_streams_proxy_then_read_timeout_then_retries_then_prefill():
+    stream = dict(streamed_calls=100.0, non_streamed_calls=0.0, non_streamed_wait_p99=None,
+                  non_streamed_share_to_stream=None)
+    proxy = live.advise(figures(**stream, streamed_wait_p99=55.0, proxy_idle_timeout=60.0, retries_per_call=0.9,
+                                prefill_trend=2.0, prefill_mean=40.0, prefill_mean_before=20.0))
+    assert proxy.status == "FAIL" and proxy.fix.startswith("raise the proxy idle timeout above 110 s: ")
+    assert [f.split(" ")[0] for f in proxy.data["findings"]] == ["raise", "cut", "shorten"]
+    read = live.advise(figures(**stream, streamed_wait_p99=40.0, read_timeout=60.0))
+    assert read.status == "WARN" and read.fix.startswith("raise the read timeout of claude-opus-4-1 streams to at "
+                                                         "least 80.00 s")
+    retries = live.advise(figures(**stream, streamed_wait_p99=1.0, retries_per_call=0.6))
+    assert retries.status == "WARN" and retries.fix.startswith("cut the retries of claude-opus-4-1 calls (0.60 ")
+    prefill = live.advise(figures(**stream, streamed_wait_p99=1.0, prefill_trend=1.6, prefill_mean=1.6,
+                                  prefill_mean_before=1.0))
+    assert prefill.status == "WARN" and "mean prefill grew ×1.6 (1.00 s → 1.60 s)" in prefill.fix
+    assert live.advise(figures(**stream, streamed_wait_p99=1.0, prefill_trend=1.4)).status == "PASS"
+
+
+def test_cli_rejects_a_bad_window():
+    result = subprocess.run([sys.executable, "-m", "claude_otel", "doctor", "--prometheus", "http://127.0.0.1:1",
+                             "--window", "soon"], capture_output=True, text=True, timeout=60, env=clean_env(),
+                            cwd=ROOT)
+    assert result.returncode == 2 and "--window" in result.stderr
