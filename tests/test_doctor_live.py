@@ -269,3 +269,71 @@ def test_cli_rejects_a_bad_window():
                              "--window", "soon"], capture_output=True, text=True, timeout=60, env=clean_env(),
                             cwd=ROOT)
     assert result.returncode == 2 and "--window" in result.stderr
+
+
+# -- a long window: two hours of the agent's own scrapes, backfilled ------------------------------------------------
+
+STEP = 120  # seconds of recorded time between two scrapes
+
+
+def test_a_one_hour_window_from_backfilled_scrapes_of_the_real_agent(simulator, agent_pipeline):
+    """Real SDK calls through the real agent; its /metrics text is taken every STEP of recorded time over two
+    hours (the first: haiku streams with 0.05 s prefill; the second: 0.25 s, plus opus non-streamed calls that
+    wait 0.6 s of a 1 s timeout), backfilled with promtool; the doctor then looks at the last hour."""
+    import anthropic
+
+    from tests.helpers.prometheus import scrapes_to_openmetrics
+
+    render = agent_pipeline
+    messages = [{"role": "user", "content": "hello"}]
+    haiku = anthropic.Anthropic(base_url=simulator.base_url, api_key="sk-ant-test", max_retries=0)
+    opus = anthropic.Anthropic(base_url=simulator.base_url, api_key="sk-ant-test", max_retries=0, timeout=1.0)
+    end = (int(time.time()) // 60) * 60 - 600
+    start = end - 2 * 3600
+    scrapes = [(start, render())]
+    for step in range(1, 2 * 3600 // STEP + 1):
+        second_hour = step * STEP > 3600
+        for _ in haiku.messages.create(model="claude-haiku-4-5", max_tokens=4, messages=messages, stream=True,
+                                       extra_headers={"x-sim-prefill-delay": "0.25" if second_hour else "0.05",
+                                                      "x-sim-token-delay": "0"}):
+            pass
+        if second_hour:
+            for delay in ("0.6", "0.01"):
+                opus.messages.create(model="claude-opus-4-1", max_tokens=4, messages=messages,
+                                     extra_headers={"x-sim-headers-delay": delay})
+        scrapes.append((start + step * STEP, render()))
+    text = scrapes_to_openmetrics(scrapes, {"job": "batch", "instance": "batch-0:9464"})
+    with PrometheusServer.from_openmetrics(text) as prom:
+        results = live.live_checks(prom.url, 3600, None, None, at=end)
+    models = _by_model(results)
+    assert results[0].status == "PASS" and sorted(models) == ["claude-haiku-4-5", "claude-opus-4-1"]
+    haiku_data, opus_data = models["claude-haiku-4-5"].data, models["claude-opus-4-1"].data
+    # 30 scrapes in the last hour, one haiku and two opus calls between each two
+    assert haiku_data["calls"] == pytest.approx(30, abs=1.5) and opus_data["calls"] == pytest.approx(60, abs=3)
+    between(haiku_data["prefill_mean"], 0.25, 0.25 + SLACK)
+    between(haiku_data["prefill_mean_before"], 0.05, 0.05 + SLACK / 2)
+    assert haiku_data["prefill_trend"] > 2
+    between(opus_data["read_timeout"], 0.9, 1.1)  # inferred: 1 s, not the SDK's 600 s
+    between(opus_data["non_streamed_share_to_stream"], 0.45, 0.55)  # the 0.6 s half, over 0.5 x 1 s
+    assert models["claude-opus-4-1"].fix.startswith("stream claude-opus-4-1 calls: their longest wait for a byte ")
+
+
+@pytest.fixture
+def agent_pipeline(monkeypatch):
+    """Instruments the SDK into the agent's own Prometheus reader; yields a function rendering /metrics text."""
+    from prometheus_client import generate_latest
+
+    from claude_otel import ClaudeInstrumentor
+    from tests.helpers.app import local_pipeline
+
+    require_prometheus()
+    monkeypatch.setenv("ANTHROPIC_OPEN_TELEMETRY", "false")
+    _, _, _, registry, meter_provider = local_pipeline()
+    from opentelemetry.sdk.trace import TracerProvider
+
+    instrumentor = ClaudeInstrumentor()
+    instrumentor.instrument(tracer_provider=TracerProvider(shutdown_on_exit=False), meter_provider=meter_provider)
+    try:
+        yield lambda: generate_latest(registry).decode()
+    finally:
+        instrumentor.uninstrument()
