@@ -107,9 +107,14 @@ def budget() -> float:
     return round(1 - float(t("slo_target")), 10)
 
 
+def burn_ratio(name: str) -> float:
+    """Returns the timeout ratio a burn rate (THRESHOLDS name, e.g. "slo_fast_burn") stands for: rate x budget."""
+    return round(float(t(name)) * budget(), 10)
+
+
 def page_ratio() -> float:
     """Returns the timeout ratio at which ClaudeTimeoutBudgetFastBurn pages (its burn rate times the budget)."""
-    return round(float(t("slo_fast_burn")) * budget(), 10)
+    return burn_ratio("slo_fast_burn")
 
 
 # -- PromQL building blocks --------------------------------------------------------------------------------------
@@ -332,7 +337,10 @@ def recording_groups() -> List[dict]:
 # -- SLO: calls that do not time out -----------------------------------------------------------------------------
 
 CAUSE = "anthropic_failure_cause"
-FAILURES = "claude:failures_by_cause:rate5m"
+# Calls per second by outcome: error_type "" (success) or the failure's, and its cause. The SLO ratios take both
+# numerator and denominator from this one rule, so they always sum the same evaluations' samples (a rule of
+# another group runs at another moment, and a 5-minute window would then hold one sample more on one side).
+CALLS = "claude:calls_by_outcome:rate5m"
 CAUSE_WINDOW = "1h"  # the window the annotations' dominant cause is taken over
 
 
@@ -352,17 +360,17 @@ def slo_groups() -> List[dict]:
 
     Ratios over long windows sum the 5-minute rates recorded every evaluation (numerator and denominator alike),
     so a 3-day ratio costs one sample per evaluation, not 3 days of raw points."""
-    level1 = [(FAILURES, f"sum by ({B}, error_type, {CAUSE}) ({both_rate(OPS, '_count', FAILED)})")]
+    level1 = [(CALLS, f"sum by ({B}, error_type, {CAUSE}) ({both_rate(OPS, '_count')})")]
     level2 = []
     for window in slo_windows():
         if window == "5m":
-            bad, total = (f'sum by ({B}) ({FAILURES}{{{TIMED_OUT}}})', f"sum by ({B}) (claude:requests:rate5m)")
+            bad, total = f'sum by ({B}) ({CALLS}{{{TIMED_OUT}}})', f"sum by ({B}) ({CALLS})"
         else:
-            bad = f'sum by ({B}) (sum_over_time({FAILURES}{{{TIMED_OUT}}}[{window}]))'
-            total = f"sum by ({B}) (sum_over_time(claude:requests:rate5m[{window}]))"
+            bad = f'sum by ({B}) (sum_over_time({CALLS}{{{TIMED_OUT}}}[{window}]))'
+            total = f"sum by ({B}) (sum_over_time({CALLS}[{window}]))"
         level2.append((slo_ratio(window), ratio_or_zero(bad, total)))
-    timed_out = f'sum_over_time({FAILURES}{{{TIMED_OUT}}}[{CAUSE_WINDOW}])'
-    failed = f"sum_over_time({FAILURES}[{CAUSE_WINDOW}])"
+    timed_out = f'sum_over_time({CALLS}{{{TIMED_OUT}}}[{CAUSE_WINDOW}])'
+    failed = f"sum_over_time({CALLS}{{{FAILED}}}[{CAUSE_WINDOW}])"
     level2.append((f"claude:timeout_cause:share_rate{CAUSE_WINDOW}",
                    f"sum by ({B}, {CAUSE}) ({timed_out}) / on ({B}) group_left sum by ({B}) ({timed_out})"))
     level2.append((f"claude:failure_cause:share_rate{CAUSE_WINDOW}",
@@ -1008,12 +1016,15 @@ def overview() -> Dash:
             [Target(f"sum by (error_type) ({rec('claude:errors:rate5m')})", "{{error_type}}")], "reqps",
             stack=True, links=[runbook("ClaudeAPIErrors"), runbook("ClaudeTimeoutBudgetFastBurn")])
     d.panel("Timeout ratio by service and model", "Share of calls ending in a timeout, per service and model. "
-            f"The red line is the fast-burn page level, {page_ratio():.1%} (ClaudeTimeoutBudgetFastBurn, over both "
-            "1 hour and 5 minutes). Open Timeouts and headroom to see which timeout and why.",
+            f"Lines at the burn-rate levels: {page_ratio():.1%} pages over 1 hour and 5 minutes (fast burn), "
+            f"{burn_ratio('slo_slow_burn'):.0%} over 6 hours and 30 minutes (slow burn), "
+            f"{burn_ratio('slo_ticket_burn'):.0%} over 3 days and 6 hours opens a ticket. Open Timeouts and "
+            "headroom to see which timeout and why.",
             [Target(f"(sum by (job, gen_ai_request_model) ({timeouts}) or sum by (job, gen_ai_request_model) "
                     f"({requests}) * 0) / sum by (job, gen_ai_request_model) ({requests})",
                     "{{job}} {{gen_ai_request_model}}")], "percentunit", width=8,
-            thresholds=[(page_ratio(), RED)],
+            thresholds=[(burn_ratio("slo_ticket_burn"), ORANGE), (burn_ratio("slo_slow_burn"), RED),
+                        (page_ratio(), RED)],
             links=[runbook("ClaudeTimeoutBudgetFastBurn"), dashboard_link("claude-timeouts")])
     d.panel("In-flight calls", "Calls in progress per service. Growing while the call rate is flat means calls "
             "hang until their timeout: check Timeouts and headroom.",
@@ -1430,16 +1441,18 @@ def burn_cases(alert: Alert) -> List[dict]:
     labels = dict(TEST_LABELS)
 
     def timeouts(ratio: float, until: int) -> Tuple[List[dict], float, float]:
-        per_minute = 60 * ratio / (1 - ratio)
-        read, pool = round(0.75 * per_minute, 3), round(0.25 * per_minute, 3)
+        # whole numbers of calls per minute: a counter that stops must stay exactly where its ramp ended
+        per_minute = round(600 * ratio / (1 - ratio))
+        read = round(0.75 * per_minute)
+        pool = per_minute - read
         rows = []
         for cause, phase, n in (("client_read_timeout", "read", read), ("pool_timeout", "pool", pool)):
-            history = f"{ramp(n, until)} {n * until:.3f}x{steps - until}" if until < steps else ramp(n, steps)
+            history = f"{ramp(n, until)} {n * until}x{steps - until}" if until < steps else ramp(n, steps)
             rows.append(series(OPS + "_count", history, f'error_type="timeout", {CAUSE}="{cause}"'))
             rows.append(series(TIMEOUTS, history, f'anthropic_timeout_phase="{phase}", {CAUSE}="{cause}"'))
-        return rows, (read + pool) / (60 + read + pool), read / (read + pool)
+        return rows, per_minute / (600 + per_minute), read / per_minute
 
-    requests = series(OPS + "_count", ramp(60, steps))
+    requests = series(OPS + "_count", ramp(600, steps))
     fire, ratio, share = timeouts(min(0.5, 2 * burn * budget()), steps)
     cases = [alert_case(alert, (ratio / budget(), labels), [requests] + fire, at, kind="read",
                         cause=("client_read_timeout", share, "false"))]
@@ -1598,10 +1611,20 @@ docker run -p 3000:3000 \\
   variables in annotations, so the templates arrive intact. Route them with a notification policy on
   `severity`.
 
-### Runbook links
+### Runbook and dashboard links
 
-Every alert's `runbook_url` is `RUNBOOK_BASE#<alert name in lower case>`; `RUNBOOK_BASE` is set once at the top
-of `build.py` (now `{runbook_base}`). Point it at where your copy of `runbooks.md` is rendered and regenerate.
+Every alert's `runbook_url` is `<runbook base URL>#<alert name in lower case>` and its `dashboard_url` is
+`<Grafana URL>/d/<uid>?var-job=...&var-model=...` (and `&var-stream=...`). The defaults are `CONFIG` at the top
+of `build.py` (now `{runbook_base}` and `{grafana_url}`). Point them at your copy of `runbooks.md` and your
+Grafana, then regenerate:
+
+```sh
+python grafana/build.py --runbook-base-url https://git.example.com/ops/claude-otel/blob/main/grafana/runbooks.md \\
+                        --grafana-url https://grafana.example.com
+```
+
+(or set `CLAUDE_OTEL_RUNBOOK_BASE_URL` and `CLAUDE_OTEL_GRAFANA_URL`; pass the same to `--check`, or change
+`CONFIG` so the committed files and `--check` agree).
 
 ## Alerts
 
@@ -1610,7 +1633,59 @@ of `build.py` (now `{runbook_base}`). Point it at where your copy of `runbooks.m
 {alert_table}
 
 Ratio and latency alerts stay silent below `min_request_rate` ({min_rate} calls/s for the job and model) so a
-handful of calls cannot page. Every alert has a promtool unit test that fires it and one that keeps it silent
+handful of calls cannot page.
+
+### The timeout SLO and its burn-rate alerts
+
+The SLO: {slo_target} of the calls of each job, model and stream (streamed or not) do not end in a timeout
+(`error_type="timeout"`: the SDK's `APITimeoutError`, whatever the phase, pool timeouts included), over 30 days.
+The error budget is the rest ({budget}). Three multiwindow, multi-burn-rate alerts watch it, as in the Google SRE
+workbook (chapter "Alerting on SLOs"): each fires when the budget burns faster than its rate over both a long and
+a short window; the short window makes it stop soon after the timeouts do.
+
+| Alert | Severity | Burn rate | Windows | Timeout ratio | Budget spent |
+| --- | --- | --- | --- | --- | --- |
+{burn_table}
+
+The ratios are recorded per window (`claude:slo_timeout_ratio:rate<window>`), summed from
+`claude:calls_by_outcome:rate5m` (numerator and denominator from the same rule, so always over the same samples).
+Tune `slo_target`, the burn rates and windows in THRESHOLDS.
+
+Proxy idle cuts (`anthropic.failure.cause` `proxy_idle_cut`) surface as `connection_error`, not timeouts, and
+count against ClaudeAPIErrors, not the SLO: they are fixed at the proxy, and the page names the client timeout it
+is about.
+
+**ClaudeTimeoutSpike was removed.** It paged when the timeout ratio passed 5% *and* 3x its 1-day average. The
+relative condition is what made it wrong: a service that times out from its first day never reaches 3x its own
+average, so it never paged, and a quiet service's first few timeouts did. Everything it caught that matters, the
+burn-rate alerts catch: a burst above 14.4% pages within minutes (fast burn), a sustained 6% within the hour (slow
+burn), and a ratio above 1% for days opens a ticket. The bursts it alone caught (5-6% for a few minutes) spend
+well under 1% of a month's budget: not worth a page.
+
+### What every alert says
+
+Every Prometheus alert has the same annotations: `summary`, `description`, `service` (the job), `model`,
+`stream` (streamed or not; "any" for alerts per job and model), `timeout_kind` (the alert's
+`anthropic_timeout_kind`, else the phase of most timed-out attempts in the last 5 minutes), `cause` (the dominant
+`anthropic.failure.cause` of the last hour and its share: among timed-out calls for the burn-rate alerts, among
+all failed calls otherwise), `threshold`, `dashboard_url` and `runbook_url`. `timeout_kind` and `cause` are
+queried when the alert fires (`query` in the annotation template, reading
+`claude:timeout_cause:share_rate1h`, `claude:failure_cause:share_rate1h` and `claude:attempt_timeouts:rate5m`), so
+a changing cause does not restart the alert. Grafana-managed twins carry the same keys, but Grafana templates
+cannot query: their `timeout_kind` and `cause` point at the dashboard.
+
+`examples/alertmanager/alertmanager.yml` routes these alerts: `critical` pages, `warning` tickets, grouped by job
+and model, and a page inhibits the warnings of the same job and model.
+
+### The fire drill: `claude-otel drill`
+
+`claude-otel drill` runs the incident end to end in about two minutes: the simulator with a ramp (prefill grows,
+then a proxy cuts streams, then non-streamed calls time out), the instrumented workload, a local Prometheus
+scraping it with these rules, and an Alertmanager (this example's configuration, timings shortened) delivering to a
+local webhook. The rules are generated from the same THRESHOLDS with every window and `for` divided by 60
+(`python grafana/build.py --time-scale 60 --out DIR`; a 1 h window lasts 60 s, a 15 m `for` 15 s; thresholds
+unchanged). It prints when each alert reached the webhook relative to the first timeout, and the cause it named;
+`--healthy` must page nothing. `tests/test_drill.py` runs both. Every alert has a promtool unit test that fires it and one that keeps it silent
 (`grafana/tests/`), and `tests/test_grafana.py` checks on a realistic workload that each fires exactly where
 expected, and that its Grafana-managed twin agrees.
 
@@ -1707,7 +1782,7 @@ def readme(models: Dict[str, dict]) -> str:
         "claude:ratelimit_remaining:ratio": "remaining rate limit / highest remaining value of the last day",
         "claude:timeout_ratio:rate5m": "share of calls that timed out, by job and model",
         "claude:timeout_ratio:rate1d": "the same over the last day, traffic-weighted",
-        FAILURES: "failed calls per second by error_type and anthropic_failure_cause (stream kept)",
+        CALLS: "calls per second by outcome (error_type, empty on success) and anthropic_failure_cause, stream kept",
         **{slo_ratio(w): f"share of calls that timed out over {w}, by job, model and stream (the burn-rate "
                          "alerts divide it by the error budget)" for w in slo_windows()},
         f"claude:timeout_cause:share_rate{CAUSE_WINDOW}": "share of each anthropic_failure_cause among the timed-out "
@@ -1734,7 +1809,16 @@ def readme(models: Dict[str, dict]) -> str:
                 meaning = f"{name.rsplit(':', 1)[1].split('_')[0]} of the histogram, by job and model"
             rule_rows.append(f"| `{name}` | {meaning} |")
     text = README
-    for key, value in (("runbook_base", RUNBOOK_BASE), ("alert_table", "\n".join(alert_rows)),
+    burn_rows = []
+    for a in slo_burn_alerts():
+        speed = a.threshold.split("_")[1]
+        burn, long, short = float(t(f"slo_{speed}_burn")), t(f"slo_{speed}_long"), t(f"slo_{speed}_short")
+        spent = burn * seconds(long) / (30 * 86400)
+        burn_rows.append(f"| {a.name} | {a.severity} | {burn:g}x | {long} and {short} | above "
+                         f"{burn * budget():.2%} | {spent:.0%} of 30 days' budget in {long} |")
+    for key, value in (("runbook_base", RUNBOOK_BASE), ("grafana_url", GRAFANA_URL),
+                       ("slo_target", f"{float(t('slo_target')):.2%}"), ("budget", f"{budget():.2%}"),
+                       ("burn_table", "\n".join(burn_rows)), ("alert_table", "\n".join(alert_rows)),
                        ("min_rate", f"{t('min_request_rate'):g}"), ("threshold_table", "\n".join(threshold_rows)),
                        ("panel_lists", "\n".join(lists).rstrip()), ("rule_table", "\n".join(rule_rows))):
         text = text.replace("{" + key + "}", value)
@@ -1783,7 +1867,82 @@ def outputs() -> Dict[str, str]:
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+# -- time-scaled rules (claude-otel drill) -------------------------------------------------------------------------
+
+DURATION = re.compile(r"\[(\d+)([smhdw])\]")
+
+
+def scaled_duration(window: str, factor: float) -> str:
+    """Returns a Prometheus duration divided by factor, in whole seconds (at least 1s): "15m" / 60 -> "15s"."""
+    return f"{max(1, round(seconds(window) / factor))}s"
+
+
+def time_scaled(groups: List[dict], factor: float) -> List[dict]:
+    """Returns rule groups with every range window ([5m]), `for` and duration in a template divided by factor.
+
+    The drill runs an incident in minutes: its Prometheus loads the rules generated from the same THRESHOLDS
+    with windows scaled (a 1 h burn-rate window of 60 s at factor 60). Thresholds and ratios are unchanged;
+    rule names and annotation text still say "5m", "1h"."""
+    def scale(text: str) -> str:
+        return DURATION.sub(lambda m: "[" + scaled_duration(m.group(1) + m.group(2), factor) + "]", text)
+
+    out = []
+    for group in groups:
+        rules = []
+        for rule in group["rules"]:
+            rule = dict(rule, expr=scale(rule["expr"]))
+            if "for" in rule:
+                rule["for"] = scaled_duration(rule["for"], factor)
+            if "annotations" in rule:
+                rule["annotations"] = {k: scale(v) for k, v in rule["annotations"].items()}
+            rules.append(rule)
+        out.append(dict(group, rules=rules))
+    return out
+
+
+def scaled_rule_files(factor: float) -> Dict[str, str]:
+    """Returns {file name: text} of the recording rules and alerts with windows divided by factor."""
+    note = f"# Time-scaled for claude-otel drill: every window and `for` divided by {factor:g}.\n"
+    return {
+        "claude-otel.rules.yml": HEADER + note + dump_yaml({"groups": time_scaled(recording_groups(), factor)}),
+        "claude-otel.alerts.yml": HEADER + note + dump_yaml(
+            {"groups": time_scaled([{"name": "claude-otel.alerts", "rules": alert_rules()}], factor)}),
+    }
+
+
+def configure(runbook_base_url: Optional[str] = None, grafana_url: Optional[str] = None) -> None:
+    """Points every generated link at these URLs (None: keep CONFIG's, or the environment's)."""
+    global RUNBOOK_BASE, GRAFANA_URL, TRIAGE
+    before = RUNBOOK_BASE
+    RUNBOOK_BASE = (runbook_base_url or os.environ.get("CLAUDE_OTEL_RUNBOOK_BASE_URL")
+                    or CONFIG["runbook_base_url"]).rstrip("#")
+    TRIAGE = TRIAGE.replace(f"]({before})", f"]({RUNBOOK_BASE})")  # written at import time
+    GRAFANA_URL = (grafana_url or os.environ.get("CLAUDE_OTEL_GRAFANA_URL") or CONFIG["grafana_url"]).rstrip("/")
+
+
 def main(argv: Sequence[str]) -> int:
+    """Writes (or with --check compares) every generated file; returns the exit code."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python grafana/build.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if a committed file differs")
+    parser.add_argument("--runbook-base-url", help="where runbooks.md is rendered (default: CONFIG or "
+                                                   "$CLAUDE_OTEL_RUNBOOK_BASE_URL)")
+    parser.add_argument("--grafana-url", help="your Grafana's URL (default: CONFIG or $CLAUDE_OTEL_GRAFANA_URL)")
+    parser.add_argument("--time-scale", type=float, default=0.0,
+                        help="write only the rules, windows divided by this, into --out (the drill's rules)")
+    parser.add_argument("--out", help="directory for --time-scale's rule files")
+    args = parser.parse_args(list(argv))
+    configure(args.runbook_base_url, args.grafana_url)
+    if args.time_scale:
+        if not args.out:
+            parser.error("--time-scale needs --out DIR")
+        os.makedirs(args.out, exist_ok=True)
+        for name, text in scaled_rule_files(args.time_scale).items():
+            with open(os.path.join(args.out, name), "w") as f:
+                f.write(text)
+            print("wrote " + os.path.join(args.out, name))
+        return 0
     stale = []
     for path, text in outputs().items():
         full = os.path.join(HERE, path)
@@ -1791,12 +1950,12 @@ def main(argv: Sequence[str]) -> int:
         if current == text:
             continue
         stale.append(path)
-        if "--check" not in argv:
+        if not args.check:
             os.makedirs(os.path.dirname(full), exist_ok=True)
             with open(full, "w") as f:
                 f.write(text)
             print("wrote grafana/" + path)
-    if "--check" in argv and stale:
+    if args.check and stale:
         print("out of date (run python grafana/build.py):", *stale, sep="\n  ")
         return 1
     return 0
