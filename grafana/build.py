@@ -1677,15 +1677,12 @@ cannot query: their `timeout_kind` and `cause` point at the dashboard.
 `examples/alertmanager/alertmanager.yml` routes these alerts: `critical` pages, `warning` tickets, grouped by job
 and model, and a page inhibits the warnings of the same job and model.
 
-### The fire drill: `claude-otel drill`
+### Time-scaled rules (for a fire drill)
 
-`claude-otel drill` runs the incident end to end in about two minutes: the simulator with a ramp (prefill grows,
-then a proxy cuts streams, then non-streamed calls time out), the instrumented workload, a local Prometheus
-scraping it with these rules, and an Alertmanager (this example's configuration, timings shortened) delivering to a
-local webhook. The rules are generated from the same THRESHOLDS with every window and `for` divided by 60
-(`python grafana/build.py --time-scale 60 --out DIR`; a 1 h window lasts 60 s, a 15 m `for` 15 s; thresholds
-unchanged). It prints when each alert reached the webhook relative to the first timeout, and the cause it named;
-`--healthy` must page nothing. `tests/test_drill.py` runs both. Every alert has a promtool unit test that fires it and one that keeps it silent
+`python grafana/build.py --time-scale 60 --out DIR` writes the recording rules and alerts with every window and
+`for` divided by 60 (a 1 h burn window lasts 60 s, a 15 m `for` 15 s; thresholds unchanged), so a local Prometheus
+scraping every second plays an incident in minutes. A `claude-otel drill` command driving the simulator through
+such an incident is planned, not yet written. Every alert has a promtool unit test that fires it and one that keeps it silent
 (`grafana/tests/`), and `tests/test_grafana.py` checks on a realistic workload that each fires exactly where
 expected, and that its Grafana-managed twin agrees.
 
