@@ -3,58 +3,47 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
-import pytest
 import yaml
 
-from tests.helpers.ports import _legacy_free_port as free_port
+from tests.helpers.env import ROOT, clean_env
+from tests.helpers.otlp import HttpReceiver
+from tests.helpers.ports import listening_port, port_in_log, read_text
+from tests.helpers.procs import get, poll, stop, wait_http
+from tests.helpers.require import require_module, require_tool
 
-ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 BIN = Path(sys.executable).parent
 
 
 def env(sim, **extra):
-    e = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CLAUDE_OTEL_", "ANTHROPIC_"))}
-    e.update({"ANTHROPIC_BASE_URL": sim.base_url, "PYTHONPATH": str(ROOT), "ANTHROPIC_OPEN_TELEMETRY": "false"})
-    e.update({k: str(v) for k, v in extra.items()})
-    return e
+    """Returns a scrubbed environment pointing the examples at simulator `sim`, plus `extra`."""
+    return clean_env(base_url=sim.base_url, **extra)
 
 
 def run(args, sim, **extra):
+    """Runs an example to its end within 120 s; returns the finished process (asserting it exited with 0)."""
     result = subprocess.run(args, env=env(sim, **extra), capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     return result
 
 
-def get(url):
-    with urllib.request.urlopen(url, timeout=20) as r:
-        return r.read().decode()
-
-
-def wait_http(url, timeout=30):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return get(url)
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.3)
+def operation_counts(text: str) -> float:
+    """Returns the sum of the gen_ai_client_operation_duration_seconds_count series of an exposition text."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("gen_ai_client_operation_duration_seconds_count"))
 
 
 def test_quickstart_async_and_streaming(sim):
-    port = free_port()
-    out = run([sys.executable, "examples/quickstart.py"], sim, CLAUDE_OTEL_PROMETHEUS_PORT=port)
-    assert out.stdout.strip() and "metrics: http://" in out.stdout and f":{port}/metrics" in out.stdout
+    out = run([sys.executable, "examples/quickstart.py"], sim, CLAUDE_OTEL_PROMETHEUS_PORT=0,
+              CLAUDE_OTEL_PROMETHEUS_ADDR="127.0.0.1")
+    reply, metrics_line = out.stdout.splitlines()
+    assert reply.strip() and metrics_line.startswith("metrics: http://127.0.0.1:") and \
+        metrics_line.endswith("/metrics") and ":0/" not in metrics_line  # the port it bound, not the 0 asked for
     assert "5 replies" in run([sys.executable, "examples/async_app.py"], sim).stdout
     assert "output tokens: 12" in run([sys.executable, "examples/streaming.py"], sim).stdout
     assert len(sim.requests) == 7
@@ -64,65 +53,82 @@ def test_zero_code_with_both_launchers(sim):
     out = run([str(BIN / "opentelemetry-instrument"), "--traces_exporter", "console", "--metrics_exporter", "none",
                "--logs_exporter", "none", sys.executable, "examples/zero_code.py"], sim)
     assert '"name": "chat claude-haiku-4-5"' in out.stdout
-    out = run([sys.executable, "-m", "claude_otel", "run", "--", sys.executable, "examples/zero_code.py"], sim)
-    assert out.stdout.strip()
-
-
-def test_fastapi_service_mounts_metrics(sim):
-    port = free_port()
-    proc = subprocess.Popen([str(BIN / "uvicorn"), "examples.fastapi_app:app", "--port", str(port), "--host",
-                             "127.0.0.1"], env=env(sim), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    plain = run([sys.executable, "examples/zero_code.py"], sim)
+    receiver = HttpReceiver()
     try:
-        wait_http(f"http://127.0.0.1:{port}/ask")
-        get(f"http://127.0.0.1:{port}/ask?q=again")
-        metrics = get(f"http://127.0.0.1:{port}/metrics/")
-        assert 'gen_ai_client_operation_duration_seconds_count{anthropic_request_stream="false"' in metrics
+        launched = subprocess.run(
+            [sys.executable, "-m", "claude_otel", "run", "--", sys.executable, "examples/zero_code.py"],
+            env=env(sim, OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+                    OTEL_SERVICE_NAME="zero-code"), capture_output=True, text=True, timeout=120, cwd=ROOT)
+        # the app cannot tell: same reply, same exit code, nothing on stderr
+        assert (launched.returncode, launched.stdout, launched.stderr) == (0, plain.stdout, ""), launched
+        got = receiver.received
+        assert got.wait_for(lambda: any(s.name == "chat claude-haiku-4-5" for s in got.spans())), \
+            [s.name for s in got.spans()]
+        assert [s.name for s in got.spans()].count("chat claude-haiku-4-5") == 1
+        assert {a.value.string_value for r in got.resources() for a in r.attributes if a.key == "service.name"} \
+            == {"zero-code"}
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(20)
+        receiver.stop()
+    assert len(sim.requests) == 3
 
 
-def test_gunicorn_example_sums_workers(sim, tmp_path):
+def test_fastapi_service_mounts_metrics(sim, children):
+    # uvicorn binds port 0 itself; the port it got is read from /proc (its log line is not a stable interface)
+    proc = children.popen([str(BIN / "uvicorn"), "examples.fastapi_app:app", "--port", "0", "--host", "127.0.0.1"],
+                          env=env(sim), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    port = listening_port(proc)
+    wait_http(f"http://127.0.0.1:{port}/ask", proc=proc)
+    get(f"http://127.0.0.1:{port}/ask?q=again")
+    metrics = get(f"http://127.0.0.1:{port}/metrics/")
+    assert 'gen_ai_client_operation_duration_seconds_count{anthropic_request_stream="false"' in metrics
+    assert operation_counts(metrics) == 2
+    assert stop(proc, signal.SIGINT, timeout=20) == 0
+
+
+def test_gunicorn_example_sums_workers(sim, tmp_path, children):
     from claude_otel.exporters.multiprocess import ARCHIVE, _write
 
-    port = free_port()
     # what an earlier run of the service left behind: its on_starting hook must clear claude-otel's files only
     (tmp_path / "mp").mkdir()
     _write(str(tmp_path / "mp" / ARCHIVE), {"gen_ai_client_operation_duration_seconds": {
         "type": "histogram", "help": "h", "agg": "sum", "samples": {(("gen_ai_request_model", "old"),): {
             "bounds": [1.0], "counts": [1000, 0], "sum": 1.0, "max": 0.5, "exemplars": {}}}}}, 1)
     (tmp_path / "mp" / "someone_elses.db").write_text("kept")
-    proc = subprocess.Popen([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"], cwd=EXAMPLES / "gunicorn",
-                            env=env(sim, BIND=f"127.0.0.1:{port}", WORKERS=3,
-                                    CLAUDE_OTEL_MULTIPROC_DIR=tmp_path / "mp"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/")
-        for _ in range(11):
-            get(f"http://127.0.0.1:{port}/")
-        time.sleep(2.5)
-        text = get(f"http://127.0.0.1:{port}/metrics")
-        total = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                    if line.startswith("gen_ai_client_operation_duration_seconds_count"))
-        assert total == 12  # not 1012: the earlier run's archive was cleared at start
-        assert (tmp_path / "mp" / "someone_elses.db").exists()
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(25)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            raise
+    log_path = tmp_path / "gunicorn.log"
+    with open(log_path, "w") as log:  # a file, not a pipe nobody reads
+        proc = children.popen([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"], cwd=EXAMPLES / "gunicorn",
+                              env=env(sim, BIND="127.0.0.1:0", WORKERS=3, CLAUDE_OTEL_MULTIPROC_DIR=tmp_path / "mp"),
+                              stdout=log, stderr=subprocess.STDOUT)
+    # gunicorn binds port 0 itself and logs the address it got
+    port = port_in_log(lambda: read_text(log_path), r"Listening at: http://127\.0\.0\.1:(\d+)", proc=proc)
+    base = f"http://127.0.0.1:{port}"
+    wait_http(base + "/", proc=proc)
+    for _ in range(11):
+        get(base + "/")
+    # workers write their snapshots at least once a second: poll for the total rather than sleeping
+    totals = []
+
+    def settled():
+        totals.append(operation_counts(get(base + "/metrics")))
+        assert totals[-1] <= 12, totals  # never the earlier run's 1000 (cleared at start), never counted twice
+        return totals[-1] == 12
+
+    poll(settled, timeout=20, interval=0.2, what="/metrics reporting the 12 calls")
+    assert (tmp_path / "mp" / "someone_elses.db").exists()
+    assert stop(proc, signal.SIGTERM, timeout=25, group=True) == 0, read_text(log_path)[-3000:]
 
 
 STACK = EXAMPLES / "stack"
 
 
 def load(path: Path):
+    """Returns the parsed YAML file at `path`."""
     return yaml.safe_load(path.read_text())
 
 
 def host_port(address: str):
+    """Returns (host, port) of an address or URL such as http://otel-collector:4317/v1."""
     address = address.split("//", 1)[-1].split("/", 1)[0]
     host, _, port = address.rpartition(":")
     return host, int(port)
@@ -158,11 +164,9 @@ def test_stack_compose_file():
         host, port = host_port(source["url"])
         assert host in services and any(str(p).endswith(f":{port}") for p in services[host]["ports"]), source
 
-    try:
-        import check_jsonschema
-        import jsonschema
-    except ImportError:
-        pytest.skip("check-jsonschema (which ships the Compose specification's schema) is not installed")
+    check_jsonschema = require_module("check_jsonschema", "a test dependency: it ships the Compose specification's "
+                                      "schema")
+    jsonschema = require_module("jsonschema", "a dependency of check-jsonschema")
     schema_path = Path(check_jsonschema.__file__).parent / "builtin_schemas" / "vendor" / "compose-spec.json"
     schema = json.loads(schema_path.read_text())
     errors = sorted(jsonschema.validators.validator_for(schema)(schema).iter_errors(compose), key=str)
@@ -170,9 +174,7 @@ def test_stack_compose_file():
 
 
 def test_stack_prometheus_config_and_rules(tmp_path):
-    promtool = shutil.which("promtool")
-    if promtool is None and not os.environ.get("CI"):
-        pytest.skip("promtool is not installed")
+    promtool = require_tool("promtool", "tests/setup.sh installs Debian's prometheus package")
     config = load(STACK / "prometheus.yml")
     assert config["rule_files"] == ["/etc/prometheus/claude-otel/*.yml"]  # where compose.yaml mounts grafana/rules
     compose = load(STACK / "compose.yaml")
@@ -185,7 +187,7 @@ def test_stack_prometheus_config_and_rules(tmp_path):
     config["rule_files"] = [str(ROOT / "grafana" / "rules" / "*.yml")]
     checked = tmp_path / "prometheus.yml"
     checked.write_text(yaml.safe_dump(config))
-    result = subprocess.run([promtool, "check", "config", str(checked)], capture_output=True, text=True)
+    result = subprocess.run([promtool, "check", "config", str(checked)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout + result.stderr and "rule" in (result.stdout + result.stderr).lower()
 

@@ -23,18 +23,15 @@ import pytest
 from claude_otel.exporters.multiprocess import ARCHIVE, PREFIX, SharedSnapshots, _write
 from claude_otel.exporters.prometheus import families, merge
 from tests.helpers.app import run_app
-from tests.helpers.ports import _legacy_free_port as free_port
+from tests.helpers.env import ROOT, clean_env
+from tests.helpers.ports import listening_port, port_in_log, read_text
+from tests.helpers.procs import get, poll, wait_http
 
-ROOT = Path(__file__).resolve().parent.parent
 DEAD_PID = 4194305  # above the largest pid_max Linux allows: no such process
 
 
-def get(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=30) as r:
-        return r.read().decode()
-
-
 def count_of(text: str, name: str) -> float:
+    """Returns the sum of the samples of series `name` (any labels) in an exposition text."""
     return sum(float(m.group(1)) for m in re.finditer(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
 
 
@@ -42,6 +39,7 @@ KEY = (("gen_ai_request_model", "m"),)
 
 
 def snap(calls: int, in_flight: int, remaining: float, changed: int) -> dict:
+    """Returns a worker snapshot (the shared directory's format) with these figures."""
     return {
         "calls": {"type": "counter", "help": "h", "agg": "sum", "samples": {KEY: {"value": calls, "time": changed}}},
         "dur_seconds": {"type": "histogram", "help": "h", "agg": "sum", "samples": {KEY: {
@@ -54,6 +52,7 @@ def snap(calls: int, in_flight: int, remaining: float, changed: int) -> dict:
 
 
 def totals(merged: dict) -> tuple:
+    """Returns (calls, in flight, remaining, histogram count) of a merged snapshot."""
     return tuple(merged[n]["samples"][KEY]["value"] for n in ("calls", "active", "remaining")) + (
         sum(merged["dur_seconds"]["samples"][KEY]["counts"]),)
 
@@ -97,52 +96,67 @@ def test_forked_child_does_not_report_its_parents_calls_twice(sim, tmp_path):
     assert lines[-1]["merged_count"] == 3  # parent 1 + child 2, not 1 + (1 + 2)
 
 
+def scrape_with_pid(url: str):
+    """Returns (pid of the worker that served it, exposition text) of one /metrics scrape of the WSGI test app."""
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return int(r.headers["x-served-by-pid"]), r.read().decode()
+
+
+SERIES = ("gen_ai_client_operation_duration_seconds_count", "anthropic_client_attempt_duration_seconds_count")
+
+
 @pytest.mark.parametrize("preload", [False, True], ids=["fork-per-worker", "preload-recycled"])
-def test_gunicorn_workers_report_summed_totals(sim, tmp_path, preload):
+def test_gunicorn_workers_report_summed_totals(sim, tmp_path, preload, children):
     gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent))
     assert gunicorn, "gunicorn is a test dependency"
-    port = free_port()
-    master_port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CLAUDE_OTEL_"))}
-    env.update({"ANTHROPIC_BASE_URL": sim.base_url, "ANTHROPIC_OPEN_TELEMETRY": "false",
-                "CLAUDE_OTEL_MULTIPROC_DIR": str(tmp_path / "multiproc"),
-                "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests' / 'apps'}"})
-    args = [gunicorn, "-w", "3", "-b", f"127.0.0.1:{port}", "--threads", "1", "wsgi_app:app"]
+    env = clean_env(base_url=sim.base_url, CLAUDE_OTEL_MULTIPROC_DIR=tmp_path / "multiproc",
+                    pythonpath=f"{ROOT}{os.pathsep}{ROOT / 'tests' / 'apps'}")
+    # gunicorn binds port 0 itself and logs the address it got
+    args = [gunicorn, "-w", "3", "-b", "127.0.0.1:0", "--threads", "1", "wsgi_app:app"]
     if preload:
-        # configure() runs once in the master, which then also serves /metrics on its own port; workers are
-        # recycled every few requests, so totals must survive exited workers.
+        # configure() runs once in the master, which then also serves /metrics on a port of its own (0: the one
+        # it binds, read from /proc); workers are recycled every few requests, so totals must survive exited
+        # workers.
         args[1:1] = ["--preload", "--max-requests", "6"]
-        env.update({"CLAUDE_OTEL_PROMETHEUS_PORT": str(master_port), "CLAUDE_OTEL_PROMETHEUS_ADDR": "127.0.0.1"})
+        env.update({"CLAUDE_OTEL_PROMETHEUS_PORT": "0", "CLAUDE_OTEL_PROMETHEUS_ADDR": "127.0.0.1"})
     log_path = tmp_path / "gunicorn.log"
-    log = open(log_path, "w")  # a file, not a pipe nobody reads: a full pipe would block gunicorn's logging
-    proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    with open(log_path, "w") as log:  # a file, not a pipe nobody reads: a full pipe would block gunicorn's logging
+        proc = children.popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
+        port = port_in_log(lambda: read_text(log_path), r"Listening at: http://127\.0\.0\.1:(\d+)", proc=proc)
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                get(base + "/")
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        wait_http(base + "/", proc=proc)
         calls = 30
         with ThreadPoolExecutor(6) as pool:
             pids = set(pool.map(lambda _: get(base + "/call"), range(calls)))
         assert len(pids) >= (4 if preload else 2), "the calls should spread over several (and recycled) workers"
-        time.sleep(2.5)  # other workers' snapshots are at most 1 s old
-        seen = set()
-        for _ in range(9):
-            text = get(base + "/metrics")
-            assert count_of(text, "gen_ai_client_operation_duration_seconds_count") == calls
-            assert count_of(text, "anthropic_client_attempt_duration_seconds_count") == calls
-            assert count_of(text, "anthropic_client_active_requests") == 0
-            seen.add(get(base + "/"))
-        assert len(seen) >= 2
+
+        # Workers write their snapshots at least once a second: scrape (3 at a time, so different workers answer)
+        # until two different workers have each reported every call and none in flight. A total above `calls`
+        # (counted twice) fails at once; one below is a snapshot not written yet.
+        exact_by_pid = {}
+        scrapes = []
+
+        def two_workers_exact():
+            with ThreadPoolExecutor(3) as pool:
+                for pid, text in pool.map(lambda _: scrape_with_pid(base + "/metrics"), range(3)):
+                    figures = tuple(count_of(text, name) for name in SERIES) + (
+                        count_of(text, "anthropic_client_active_requests"),)
+                    scrapes.append((pid, figures))
+                    # in flight: a snapshot written mid-call may still count it, at most one per (1-thread) worker
+                    assert all(f <= calls for f in figures[:2]) and 0 <= figures[2] <= 3, scrapes[-12:]
+                    if figures == (calls, calls, 0):
+                        exact_by_pid[pid] = figures
+            return len(exact_by_pid) >= 2
+
+        poll(two_workers_exact, timeout=30, interval=0.2,
+             what=f"two workers each reporting {calls} calls on /metrics (scrapes: {scrapes[-12:]})")
+        assert len(exact_by_pid) >= 2 and proc.pid not in exact_by_pid, exact_by_pid  # workers, not the master
         if preload:
-            text = get(f"http://127.0.0.1:{master_port}/metrics")
-            assert count_of(text, "gen_ai_client_operation_duration_seconds_count") == calls
+            master_port = listening_port(proc, exclude={port})
+            poll(lambda: count_of(get(f"http://127.0.0.1:{master_port}/metrics"),
+                                  "gen_ai_client_operation_duration_seconds_count") == calls,
+                 timeout=20, interval=0.2, what=f"the master's /metrics reporting {calls} calls")
             files = [p for p in (tmp_path / "multiproc").iterdir() if p.name.endswith(".json")]
             assert len(files) <= 3 + 1 + 1, files  # live workers, the master, the archive of exited ones
     finally:
@@ -153,9 +167,7 @@ def test_gunicorn_workers_report_summed_totals(sim, tmp_path, preload):
             proc.wait(25)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGRTMIN + 2)  # every process left dumps its threads' stacks (wsgi_app)
-            time.sleep(1)
+            time.sleep(1)  # the dump is written by each process itself; there is nothing to wait on
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
             pytest.fail("gunicorn did not shut down within 25 s of SIGTERM:\n" + log_path.read_text()[-20000:])
-        finally:
-            log.close()

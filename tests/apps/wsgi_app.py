@@ -26,9 +26,13 @@ client = anthropic.Anthropic(base_url=os.environ["ANTHROPIC_BASE_URL"], api_key=
 
 
 def app(environ, start_response):
+    """Serves /call (one SDK call), /metrics (with the serving worker's pid in x-served-by-pid) and / (the pid)."""
     path = environ.get("PATH_INFO", "/")
     if path == "/metrics":
-        return metrics_app(environ, start_response)
+        def with_pid(status, headers, *exc_info):
+            return start_response(status, list(headers) + [("x-served-by-pid", str(os.getpid()))], *exc_info)
+
+        return metrics_app(environ, with_pid)
     if path == "/call":
         client.messages.create(model="claude-x", max_tokens=8, messages=[{"role": "user", "content": "hi"}])
     start_response("200 OK", [("content-type", "text/plain")])
