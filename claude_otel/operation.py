@@ -175,6 +175,8 @@ class Operation:
                 if current.is_recording():
                     self.span = current
                     self.ctx = otel_context.get_current()
+                    if tel.capture_content:
+                        spans.add_prompt(current, self.body, tel.content_max_chars)
                 else:
                     # The SDK's tracing found no tracer provider: the agent's own span after all.
                     self._own_span(request, now)
@@ -283,6 +285,9 @@ class Operation:
             except Exception:
                 self.end_attempt(attempt, now, None)
         else:
+            if self.tel.capture_content and not self.own_span:
+                # The SDK ends its own span before request() returns: its completion is read from the body here.
+                spans.add_completion(self.span, response, self.tel.content_max_chars)
             self.end_attempt(attempt, now, None)
 
     def attempt_failed(self, attempt: Attempt, exc: BaseException) -> None:
@@ -444,13 +449,15 @@ class Operation:
         if self.stream and attempt is not None and attempt.end is None and attempt.status is not None:
             return
         usage = getattr(result, "usage", None)
+        # Counts that are not whole numbers (a mock's, a raw response's) are left out rather than recorded wrong.
+        count = spans.token_count
         if usage is not None:
-            self.input_tokens = getattr(usage, "input_tokens", None)
-            self.output_tokens = getattr(usage, "output_tokens", None)
-            self.cache_read = getattr(usage, "cache_read_input_tokens", None)
-            self.cache_creation = getattr(usage, "cache_creation_input_tokens", None)
+            self.input_tokens = count(getattr(usage, "input_tokens", None))
+            self.output_tokens = count(getattr(usage, "output_tokens", None))
+            self.cache_read = count(getattr(usage, "cache_read_input_tokens", None))
+            self.cache_creation = count(getattr(usage, "cache_creation_input_tokens", None))
         elif self.name == "count_tokens":
-            self.input_tokens = getattr(result, "input_tokens", None)
+            self.input_tokens = count(getattr(result, "input_tokens", None))
         self.response_id = getattr(result, "id", None)
         self.response_model = getattr(result, "model", None)
         self.finish_reason = getattr(result, "stop_reason", None)
@@ -526,7 +533,7 @@ class Operation:
         values = (
             (semconv.RESPONSE_ID, self.response_id),
             (semconv.RESPONSE_MODEL, self.response_model),
-            (semconv.USAGE_INPUT_TOKENS, self.input_tokens),
+            (semconv.USAGE_INPUT_TOKENS, spans.total_input(self.input_tokens, self.cache_read, self.cache_creation)),
             (semconv.USAGE_OUTPUT_TOKENS, self.output_tokens),
             (semconv.USAGE_CACHE_READ, self.cache_read),
             (self.tel.instruments.cache_write_attribute, self.cache_creation),

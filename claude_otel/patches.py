@@ -40,6 +40,16 @@ logger = logging.getLogger("claude_otel")
 
 CURRENT: contextvars.ContextVar = contextvars.ContextVar("claude_otel_operation", default=None)
 
+# OpenTelemetry's suppress_instrumentation() sets both keys; exporters and other libraries often set only the first.
+_SUPPRESS_KEY = getattr(otel_context, "_SUPPRESS_INSTRUMENTATION_KEY", "suppress_instrumentation")
+_SUPPRESS_PLAIN = "suppress_instrumentation"
+
+
+def suppressed() -> bool:
+    """Returns whether the current context asks instrumentation to stay silent (one context read); never raises."""
+    ctx = otel_context.get_current()
+    return bool(ctx.get(_SUPPRESS_KEY) or ctx.get(_SUPPRESS_PLAIN))
+
 
 class _State:
     telemetry = None
@@ -64,7 +74,7 @@ def report(where: str) -> None:
 def _begin(instance, args, kwargs) -> Optional[Operation]:
     """Returns a started Operation for a request() call, or None when not instrumenting it; never raises."""
     tel = STATE.telemetry
-    if tel is None or CURRENT.get() is not None:
+    if tel is None or CURRENT.get() is not None or suppressed():
         return None
     try:
         options = args[1] if len(args) > 1 else kwargs.get("options")
@@ -162,7 +172,7 @@ def _caller_model(depth: int = 6) -> Optional[str]:
 def _refused(client, args, kwargs, exc: BaseException) -> None:
     """Records a call the SDK refused before any HTTP attempt (non-streamed max_tokens over its 10-minute limit)."""
     tel = STATE.telemetry
-    if tel is None or CURRENT.get() is not None:
+    if tel is None or CURRENT.get() is not None or suppressed():
         return
     try:
         max_tokens = args[0] if args else kwargs.get("max_tokens")

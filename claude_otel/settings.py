@@ -65,6 +65,23 @@ def parse_positive_int(name: str, raw: str) -> int:
     return value
 
 
+# OpenTelemetry's GenAI utilities spell content capture as a boolean or, under the latest conventions, as where
+# content goes; the agent records content on spans only, so only the span modes turn it on.
+_CONTENT_MODES = {"span_only": True, "span_and_event": True, "no_content": False, "event_only": False}
+
+
+def parse_content_mode(name: str, raw: str) -> bool:
+    """Returns whether content goes on spans for a boolean or an OpenTelemetry content mode; raises SettingError."""
+    value = raw.strip().lower()
+    if value in _CONTENT_MODES:
+        return _CONTENT_MODES[value]
+    try:
+        return parse_bool(name, raw)
+    except SettingError:
+        raise SettingError(f"{name}={raw!r} is neither a boolean nor one of NO_CONTENT, SPAN_ONLY, EVENT_ONLY, "
+                           "SPAN_AND_EVENT") from None
+
+
 def parse_text(name: str, raw: str) -> str:
     """Returns the stripped text of a setting; raises SettingError when it is empty."""
     value = raw.strip()
@@ -81,6 +98,7 @@ class Setting:
     default: object
     parse: Callable[[str, str], object]
     meaning: str
+    key: str = ""  # the Settings field, when the name is not CLAUDE_OTEL_ + the field in capitals
 
 
 SETTINGS = (
@@ -94,7 +112,12 @@ SETTINGS = (
             "histogram record per chunk)."),
     Setting("CLAUDE_OTEL_CAPTURE_CONTENT", False, parse_bool,
             "Record prompt and completion text on spans (gen_ai.input.messages / gen_ai.output.messages). "
-            "Off by default: content may hold personal data."),
+            "Off by default: content may hold personal data. When set (to a valid value) it wins over "
+            "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT."),
+    Setting("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", None, parse_content_mode,
+            "OpenTelemetry's GenAI content switch, honoured when CLAUDE_OTEL_CAPTURE_CONTENT is not set: true or "
+            "SPAN_ONLY / SPAN_AND_EVENT turn capture on, false or NO_CONTENT / EVENT_ONLY leave it off (the agent "
+            "emits no content events).", key="otel_capture_content"),
     Setting("CLAUDE_OTEL_CONTENT_MAX_CHARS", 4096, parse_positive_int,
             "With content capture on, the longest text recorded per attribute; longer text is truncated."),
     Setting("CLAUDE_OTEL_MAX_MODELS", 50, parse_positive_int,
@@ -134,7 +157,7 @@ class Settings:
         values: dict = {}
         problems = []
         for setting in SETTINGS:
-            key = setting.name[len("CLAUDE_OTEL_"):].lower()
+            key = setting.key or setting.name[len("CLAUDE_OTEL_"):].lower()
             raw = env.get(setting.name)
             value = setting.default
             if raw is not None:
@@ -143,6 +166,12 @@ class Settings:
                 except SettingError as exc:
                     problems.append(str(exc))
             values[key] = value
+        # claude-otel's own switch wins when it is set to a valid value; otherwise OpenTelemetry's is honoured.
+        otel_capture = values.pop("otel_capture_content")
+        own_valid = env.get("CLAUDE_OTEL_CAPTURE_CONTENT") is not None and not any(
+            p.startswith("CLAUDE_OTEL_CAPTURE_CONTENT=") for p in problems)
+        if otel_capture is not None and not own_valid:
+            values["capture_content"] = otel_capture
         if values["multiproc_dir"] is None and env.get("PROMETHEUS_MULTIPROC_DIR"):
             values["multiproc_dir"] = env["PROMETHEUS_MULTIPROC_DIR"]
         for key, value in overrides.items():

@@ -29,6 +29,23 @@ def request_attributes(attrs: Mapping[str, object], body: Optional[Mapping]) -> 
     return result
 
 
+def token_count(value: object) -> Optional[int]:
+    """Returns a token count given as a whole number, else None (a mock's or an old SDK's other shapes)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def total_input(input_tokens: object, cache_read: object, cache_creation: object) -> Optional[int]:
+    """Returns gen_ai.usage.input_tokens for Anthropic: input + cache read + cache write, or None without input.
+
+    The conventions' Anthropic page: Anthropic's input_tokens excludes cached tokens, and both cache counts MUST be
+    added to it; the SDK's own span computes the same sum.
+    """
+    base = token_count(input_tokens)
+    if base is None:
+        return None
+    return base + (token_count(cache_read) or 0) + (token_count(cache_creation) or 0)
+
+
 def truncate(text: str, limit: int) -> str:
     """Returns text cut to `limit` characters, marked with an ellipsis when cut."""
     return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
@@ -49,6 +66,41 @@ def input_content(body: Optional[Mapping], limit: int) -> Optional[str]:
         return truncate(json.dumps(content, default=str, ensure_ascii=False), limit) if content else None
     except Exception:
         return None
+
+
+def attributes_of(span) -> Mapping[str, object]:
+    """Returns the attributes a live span already has (empty for a span that does not show them); never raises."""
+    try:
+        found = getattr(span, "attributes", None)
+        return found if isinstance(found, Mapping) else {}
+    except Exception:
+        return {}
+
+
+def add_prompt(span, body: Optional[Mapping], limit: int) -> None:
+    """Records the request's prompt on the SDK's own span, as on the agent's, unless the SDK recorded one."""
+    if semconv.INPUT_MESSAGES in attributes_of(span):
+        return  # the SDK's content mode recorded its own
+    text = input_content(body, limit)
+    if text:
+        span.set_attribute(semconv.INPUT_MESSAGES, text)
+
+
+def add_completion(span, response, limit: int) -> None:
+    """Records a read non-streamed response's text on the SDK's own live span, unless it has some; never raises."""
+    try:
+        if span is None or not span.is_recording() or semconv.OUTPUT_MESSAGES in attributes_of(span):
+            return
+        if not hasattr(response, "_content"):
+            return  # a body not read yet: reading it here would change what the application sees
+        data = response.json()
+        blocks = data.get("content") if isinstance(data, dict) else None
+        if isinstance(blocks, list):
+            text = "".join(b.get("text") or "" for b in blocks if isinstance(b, dict) and isinstance(b.get("text"), str))
+            if text:
+                span.set_attribute(semconv.OUTPUT_MESSAGES, truncate(text, limit))
+    except Exception:
+        pass
 
 
 def output_text_of(result: object) -> Optional[str]:
