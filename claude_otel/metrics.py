@@ -74,8 +74,8 @@ class Instruments:
         else:
             self.token_usage = _histogram(
                 meter, semconv.TOKEN_USAGE, "{token}",
-                "Tokens used per call, by gen_ai.token.type (input, output, cache_read, cache_creation); input "
-                "includes the cached tokens.",
+                "Tokens used per call, by gen_ai.token.type (input, output, cache_read, cache_creation); input is "
+                "Anthropic's input_tokens, without the cached tokens (the span's gen_ai.usage.input_tokens has them).",
                 semconv.TOKEN_BUCKETS)
             self.record_tokens = self._default_tokens
         self.stream_max_gap = _histogram(
@@ -124,9 +124,9 @@ class Instruments:
         usage = self.token_usage
         key, base = op.key, op.attrs
         if op.input_tokens is not None:
-            # Anthropic's input_tokens leaves out cached tokens; input here counts them, as on the span.
-            inputs = op.input_tokens + (op.cache_read or 0) + (op.cache_creation or 0)
-            usage.record(inputs, attributes.variant(key, base, (semconv.TOKEN_TYPE, "input")), ctx)
+            # Today's contract: input without the cached tokens, which have their own token types here (the mixin's
+            # recording rules turn the latest conventions' inclusive count into this one).
+            usage.record(op.input_tokens, attributes.variant(key, base, (semconv.TOKEN_TYPE, "input")), ctx)
         if op.output_tokens is not None:
             usage.record(op.output_tokens, attributes.variant(key, base, (semconv.TOKEN_TYPE, "output")), ctx)
         if op.cache_read:
