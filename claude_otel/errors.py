@@ -62,6 +62,28 @@ def api_error_type(body: object) -> Optional[str]:
     return None
 
 
+# The API's documented error type of each HTTP status: the error.type of a failed response whose body is not read
+# (the SDK >= 2.17 reads an error body only when it stops retrying; before, send() had read it).
+STATUS_ERROR_TYPES = {
+    400: "invalid_request_error", 401: "authentication_error", 402: "billing_error", 403: "permission_error",
+    404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 500: "api_error",
+    504: "timeout_error", 529: "overloaded_error",
+}
+
+
+def response_error_type(response, status: int) -> str:
+    """Returns the error.type of a failed response: the type in its body when already read, else the API's
+    documented type of its status, else the status code; never raises and never reads the body."""
+    if getattr(response, "is_stream_consumed", False) or hasattr(response, "_content"):
+        try:
+            found = api_error_type(response.json())
+        except Exception:
+            found = None
+        if found:
+            return found
+    return STATUS_ERROR_TYPES.get(status) or str(status)
+
+
 def error_type(exc: BaseException) -> str:
     """Returns the bounded error.type value for an exception that ended a call or attempt; never raises."""
     try:

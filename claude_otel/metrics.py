@@ -1,15 +1,16 @@
-"""The agent's metric instruments, created once per meter provider from the names in semconv."""
+"""The agent's metric instruments, created once per meter provider from the names in semconv, and every metric
+record of a call: retries, one ended attempt, rate limits, the ended call."""
 
 from __future__ import annotations
 
 import os
 import threading
 import weakref
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional, Tuple
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-from . import attributes, semconv
+from . import attributes, headers, semconv, timeouts
 
 
 def _histogram(meter: Meter, name: str, unit: str, description: str, buckets):
@@ -116,6 +117,54 @@ class Instruments:
             semconv.RATELIMIT_REMAINING, unit="{unit}",
             description="Remaining rate limit from anthropic-ratelimit-*-remaining headers, by anthropic.ratelimit.kind.")
 
+
+    # -- what one call records --------------------------------------------------------------------------------
+
+    def record_retry(self, key: tuple, base: dict, reason: str, backoff: Optional[float], ctx) -> None:
+        """Counts one retry by reason and records the backoff that preceded it."""
+        attrs = attributes.variant(key, base, (semconv.RETRY_REASON, reason))
+        self.retries.add(1, attrs)
+        if backoff is not None:
+            self.retry_backoff.record(backoff, attrs, ctx)
+
+    def record_ratelimits(self, key: tuple, base: dict, response_headers) -> None:
+        """Sets the rate-limit gauge from a response's anthropic-ratelimit-*-remaining headers."""
+        gauge = self.ratelimit_remaining
+        for kind, value in headers.ratelimit_remaining(response_headers):
+            gauge.set(value, attributes.variant(key, base, (semconv.RATELIMIT_KIND, kind)))
+
+    def record_attempt(self, attempt, now: float, phase: Optional[str],
+                       proxy_idle_timeout: Optional[float], ctx) -> Tuple[Optional[float], Optional[str]]:
+        """Records an ended attempt's duration, its timeout (the only place timeouts are counted) and its timeout
+        utilization; returns the utilization and its kind (None, None when there was nothing to measure)."""
+        key, base = attempt.key, attempt.attrs
+        error_type = attempt.error_type
+        if error_type:
+            cause = attempt.cause
+            attrs = attributes.variant(key, base, (semconv.ERROR_TYPE, error_type), (semconv.FAILURE_CAUSE, cause))
+            if phase is not None:
+                self.timeouts.add(1, attributes.variant(
+                    key, base, (semconv.TIMEOUT_PHASE, phase), (semconv.FAILURE_CAUSE, cause)))
+        else:
+            attrs = base
+        self.attempt_duration.record(now - attempt.start, attrs, ctx)
+        value, kind = timeouts.utilization(
+            attempt.connect_time(now), attempt.read_wait(), attempt.read_timeout, attempt.connect_timeout,
+            proxy_idle_timeout)
+        if value is not None:
+            self.timeout_utilization.record(value, attributes.variant(key, base, (semconv.TIMEOUT_KIND, kind)), ctx)
+        return value, kind
+
+    def record_call(self, op, now: float, attrs: dict, chunked, failed: bool, ctx) -> None:
+        """Records an ended call: its duration, and for a stream the first chunk, prefill and longest gap of the
+        attempt that carried it, then its tokens by the name set's own rule."""
+        self.operation_duration.record(now - op.start, attrs, ctx)
+        if chunked is not None:
+            first = chunked.first_chunk_at
+            self.time_to_first_chunk.record(first - op.start, attrs, ctx)
+            self.prefill_duration.record(first - chunked.body_sent_at(), attrs, ctx)
+            self.stream_max_gap.record(chunked.max_gap, attrs, ctx)
+        self.record_tokens(op, attrs, ctx, failed)  # chosen once, when the instruments were built
 
     def _default_tokens(self, op, attrs: dict, ctx, failed: bool) -> None:
         """Records gen_ai.client.token.usage by gen_ai.token.type, for successful calls only (today's contract)."""

@@ -1,30 +1,28 @@
-"""Timing of one SDK call (an operation) and of every HTTP attempt inside it.
+"""The state machine of one SDK call (an operation) and of every HTTP attempt inside it.
 
 An operation starts when the SDK's `request()` is entered and ends when it
 returns, raises, or — for a stream — when the stream ends, fails, is closed or
 is garbage-collected.  Attempts start and end around the HTTP client's `send`
-(and, for a stream, the reading of its body).  Every method here is called from
-a patch point that catches and logs its errors, so none of this can raise into
-the application; methods that run at garbage collection guard themselves.
+(and, for a stream, the reading of its body).  This module keeps the state and
+decides when things happen; what is written on spans is in `spans`, what is
+recorded in metrics in `metrics`, how a stream's events are read in `streams`.
+Every method here is called from a patch point that catches and logs its
+errors, so none of this can raise into the application; methods that run at
+garbage collection guard themselves.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from time import perf_counter, time_ns
 from typing import Optional
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Status, StatusCode
 
-from . import attributes, errors, headers, semconv, spans, timeouts
+from . import attributes, errors, headers, semconv, spans, streams, timeouts
 from .phases import BODY_SENT, CONNECT_END, CONNECT_START, HEADERS
 
-logger = logging.getLogger("claude_otel")
-
-RESPONSE_ATTR = "_claude_otel_attempt"
 RATELIMIT_EVERY = 1.0  # seconds between updates of the rate-limit gauge per attribute set
 
 
@@ -141,10 +139,10 @@ class Operation:
         self.first_attempt = None
         self.retries = 0
         if not self.expects_sdk_span:
-            self._own_span()
+            self.own_span_start()
         tel.instruments.in_flight.add(self.key, self.attrs, 1)
 
-    def _own_span(self, request=None, now: Optional[float] = None) -> None:
+    def own_span_start(self, now: Optional[float] = None) -> None:
         """Starts the agent's own operation span (backdated to the call's start when started late)."""
         tel = self.tel
         body = self.body
@@ -171,58 +169,40 @@ class Operation:
         backoff = None
         if index == 0:
             if self.expects_sdk_span and self.span is None:
-                current = trace.get_current_span()
-                if current.is_recording():
-                    self.span = current
-                    self.ctx = otel_context.get_current()
-                    if tel.capture_content:
-                        spans.add_prompt(current, self.body, tel.content_max_chars)
-                else:
-                    # The SDK's tracing found no tracer provider: the agent's own span after all.
-                    self._own_span(request, now)
-        elif self._hop_after(self.attempt, now):
-            pass
-        else:
+                self._adopt_sdk_span(now)
+        elif not self._hop_after(self.attempt, now):
             self.retries += 1
             reason = self.last_reason or semconv.ERROR_CONNECTION
             backoff = max(now - self.last_end, 0.0) if self.last_end is not None else None
-            retry_attrs = attributes.variant(self.key, self.attrs, (semconv.RETRY_REASON, reason))
-            tel.instruments.retries.add(1, retry_attrs)
-            if backoff is not None:
-                tel.instruments.retry_backoff.record(backoff, retry_attrs, self.ctx)
-            if self.span is not None and self.span.is_recording():
-                event = {semconv.RETRY_REASON: reason, semconv.HTTP_RESEND_COUNT: index}
-                if backoff is not None:
-                    event[semconv.BACKOFF] = backoff
-                self.span.add_event(semconv.EVENT_RETRY, event)
-                if not self.own_span:
-                    self.span.set_attribute(semconv.RETRY_COUNT, self.retries)
+            tel.instruments.record_retry(self.key, self.attrs, reason, backoff, self.ctx)
+            spans.add_retry(self, reason, index, backoff)
         read_timeout, connect_timeout = timeouts.applied_timeouts(
             getattr(request, "extensions", None), getattr(request, "headers", None))
         attempt = Attempt(self, index, now, read_timeout, connect_timeout, backoff)
         if self.rewrites:
             self._attempt_model(attempt, request)
-        span_attrs = {
-            semconv.REQUEST_MODEL: attempt.model,
-            semconv.HTTP_METHOD: self.method,
-            semconv.SERVER_ADDRESS: self.attrs[semconv.SERVER_ADDRESS],
-            semconv.SERVER_PORT: self.attrs[semconv.SERVER_PORT],
-        }
-        if index:
-            span_attrs[semconv.HTTP_RESEND_COUNT] = index
-            if backoff is not None:
-                span_attrs[semconv.BACKOFF] = backoff
-        attempt.span = spans.start_attempt_span(tel.tracer, self.method, self.path, self.ctx, span_attrs)
+        attempt.span = spans.start_attempt(tel.tracer, self, attempt)
         if index == 0:
             self.read_timeout, self.connect_timeout = read_timeout, connect_timeout
-            if not self.own_span and self.span is not None and self.span.is_recording():
-                # The SDK ends its own span before request() returns: enrich it as facts arrive.
-                self.span.set_attributes(self._timeout_attributes())
+            if not self.own_span:
+                spans.enrich(self, spans.timeout_attributes(self))
         extensions = getattr(request, "extensions", None)
         if isinstance(extensions, dict):
             extensions["trace"] = make_callback(attempt.phase_times, extensions.get("trace"))
         self.attempt = attempt
         return attempt
+
+    def _adopt_sdk_span(self, now: float) -> None:
+        """Takes the SDK's own call span, current inside its request(), as the operation span; starts the agent's
+        own when the SDK's tracing found no tracer provider after all."""
+        current = trace.get_current_span()
+        if current.is_recording():
+            self.span = current
+            self.ctx = otel_context.get_current()
+            if self.tel.capture_content:
+                spans.add_prompt(current, self.body, self.tel.content_max_chars)
+        else:
+            self.own_span_start(now)
 
     def _hop_after(self, previous: Optional[Attempt], now: float) -> bool:
         """Returns whether a new attempt is middleware's next hop after a successful response (not a retry),
@@ -261,34 +241,27 @@ class Operation:
         last = seen.get(self.key)
         if last is None or now - last >= RATELIMIT_EVERY:
             seen[self.key] = now
-            gauge = self.tel.instruments.ratelimit_remaining
-            for kind, value in headers.ratelimit_remaining(response_headers):
-                gauge.set(value, attributes.variant(self.key, self.attrs, (semconv.RATELIMIT_KIND, kind)))
+            self.tel.instruments.record_ratelimits(self.key, self.attrs, response_headers)
         if self.span is not None and self.span.is_recording():
             self.span.add_event(semconv.EVENT_RESPONSE_HEADERS, {semconv.HTTP_STATUS: status})
         if status >= 400:
-            error_type = None
-            if getattr(response, "is_stream_consumed", False) or hasattr(response, "_content"):
-                try:
-                    error_type = errors.api_error_type(response.json())
-                except Exception:
-                    error_type = None
             self.last_reason = str(status)
-            self.end_attempt(attempt, now, error_type or str(status))
+            self.end_attempt(attempt, now, errors.response_error_type(response, status))
         elif self.stream:
-            # The body is an event stream read later; the stream patch finds this attempt on the response.
-            try:
-                setattr(response, RESPONSE_ATTR, attempt)
-                if self.rewrites and self.attempts == 1:
-                    # Spliced streams (refusal fallback) are read through a new response on this request.
-                    setattr(response.request, RESPONSE_ATTR, attempt)
-            except Exception:
+            # The body is an event stream read later; the stream patches find this attempt on the response.
+            if not streams.link(response, attempt, self.rewrites and self.attempts == 1):
                 self.end_attempt(attempt, now, None)
-        else:
-            if self.tel.capture_content and not self.own_span:
-                # The SDK ends its own span before request() returns: its completion is read from the body here.
-                spans.add_completion(self.span, response, self.tel.content_max_chars)
-            self.end_attempt(attempt, now, None)
+        elif (getattr(response, "is_stream_consumed", False) or hasattr(response, "_content")
+              or not streams.link(response, attempt, False)):
+            self.body_read(attempt, response, now)
+        # else: the SDK (>= 2.17) reads the body after send(); the attempt ends when that read does (patches).
+
+    def body_read(self, attempt: Attempt, response, now: float) -> None:
+        """Ends the attempt of a non-streamed response whose body has been read."""
+        if self.tel.capture_content and not self.own_span:
+            # The SDK ends its own span before request() returns: its completion is read from the body here.
+            spans.add_completion(self.span, response, self.tel.content_max_chars)
+        self.end_attempt(attempt, now, None)
 
     def attempt_failed(self, attempt: Attempt, exc: BaseException) -> None:
         """Records an attempt that raised (timeout, connection error, cancellation) and ends it."""
@@ -300,146 +273,33 @@ class Operation:
         self.end_attempt(attempt, now, error_type, exc)
 
     def end_attempt(self, attempt: Attempt, now: float, error_type: Optional[str], exc=None) -> None:
-        """Records an attempt's duration and timeout utilization and ends its span (once)."""
+        """Ends an attempt (once): works out why it failed, records it, ends its span and tells the call."""
         if attempt.end is not None:
             return
         attempt.end = now
         attempt.error_type = error_type
         self.last_end = now
         tel = self.tel
-        ins = tel.instruments
-        key, base = attempt.key, attempt.attrs
-        silence = None
+        silence = phase = None
         if error_type:
             # The cause is worked out only on failure: a successful attempt pays one truth test for it.
             silence = attempt.silence(now) if exc is not None else None
-            cause = attempt.cause = errors.failure_cause(exc, silence, tel.proxy_idle_timeout)
-            if not errors.is_peer_close(cause):
+            attempt.cause = errors.failure_cause(exc, silence, tel.proxy_idle_timeout)
+            if not errors.is_peer_close(attempt.cause):
                 silence = None
-            attrs = attributes.variant(
-                key, base, (semconv.ERROR_TYPE, error_type), (semconv.FAILURE_CAUSE, cause))
             phase = errors.timeout_phase(exc) if exc is not None else None
-            if phase is not None:
-                ins.timeouts.add(1, attributes.variant(
-                    key, base, (semconv.TIMEOUT_PHASE, phase), (semconv.FAILURE_CAUSE, cause)))
-        else:
-            attrs = base
-        ins.attempt_duration.record(now - attempt.start, attrs, self.ctx)
-        value, kind = timeouts.utilization(
-            attempt.connect_time(now), attempt.read_wait(), attempt.read_timeout, attempt.connect_timeout,
-            tel.proxy_idle_timeout)
-        if value is not None:
-            ins.timeout_utilization.record(
-                value, attributes.variant(key, base, (semconv.TIMEOUT_KIND, kind)), self.ctx)
-            if self.max_util is None or value > self.max_util:
-                self.max_util, self.util_kind = value, kind
-        span = attempt.span
-        if span is not None:
-            done = {}
-            if attempt.status is not None:
-                done[semconv.HTTP_STATUS] = attempt.status
-            if attempt.request_id:
-                done[semconv.REQUEST_ID] = attempt.request_id
-            if value is not None:
-                done[semconv.UTILIZATION] = value
-                done[semconv.TIMEOUT_KIND] = kind
-            if attempt.first_chunk_at is not None:
-                done[semconv.RESPONSE_TTFC] = attempt.first_chunk_at - attempt.start
-                done[semconv.PREFILL] = attempt.first_chunk_at - attempt.body_sent_at()
-                done[semconv.STREAM_GAP] = attempt.max_gap
-            if error_type:
-                done[semconv.FAILURE_CAUSE] = attempt.cause
-                if silence is not None:
-                    done[semconv.SILENCE_BEFORE_DROP] = silence
-            span.set_attributes(done)
-            if error_type:
-                spans.set_error(span, error_type, exc, errors.DESCRIPTIONS.get(attempt.cause))
-            span.end()
-        if not self.own_span and self.span is not None and self.span.is_recording():
-            enrich = {semconv.ATTEMPT_COUNT: self.attempts}
-            if self.max_util is not None:
-                enrich[semconv.UTILIZATION] = self.max_util
-                enrich[semconv.TIMEOUT_KIND] = self.util_kind
-            if error_type:  # the SDK's span may end before the call's own failure is seen
-                enrich[semconv.FAILURE_CAUSE] = attempt.cause
-            self.span.set_attributes(enrich)
-
-    # -- streams --------------------------------------------------------------------------------------------
+        value, kind = tel.instruments.record_attempt(attempt, now, phase, tel.proxy_idle_timeout, self.ctx)
+        if value is not None and (self.max_util is None or value > self.max_util):
+            self.max_util, self.util_kind = value, kind
+        spans.end_attempt(attempt, value, kind, silence, exc, errors.DESCRIPTIONS.get(attempt.cause))
+        spans.attempt_ended(self, attempt)
 
     def first_chunk(self, attempt: Attempt, now: float) -> None:
-        """Records the first content delta of the stream: time to first chunk and prefill, as span events too."""
+        """Records the stream's first content delta: the attempt that carried it, and the span event."""
         attempt.first_chunk_at = now
         if self.first_attempt is None:
             self.first_attempt = attempt
-        span = self.span
-        if span is not None and span.is_recording():
-            span.add_event(semconv.EVENT_FIRST_TOKEN)
-            if not self.own_span:
-                span.set_attributes({semconv.RESPONSE_TTFC: now - self.start,
-                                     semconv.PREFILL: now - attempt.body_sent_at(),
-                                     semconv.ATTEMPT_COUNT: self.attempts})
-
-    def stream_event(self, attempt: Attempt, event: str, sse, now: float) -> None:
-        """Reads usage, ids and errors from the few non-delta events of a stream (parses only those)."""
-        if event == "message_start":
-            if self.span is not None and self.span.is_recording():
-                self.span.add_event(semconv.EVENT_MESSAGE_START)
-            data = sse.json()
-            message = data.get("message") if isinstance(data, dict) else None
-            if isinstance(message, dict):
-                self.response_id = message.get("id")
-                self.response_model = message.get("model")
-                self._usage(message.get("usage"), placeholder_output=True)
-            self.open_message = True
-        elif event == "message_delta":
-            data = sse.json()
-            if isinstance(data, dict):
-                self._usage(data.get("usage"), placeholder_output=False)
-                delta = data.get("delta")
-                if isinstance(delta, dict) and delta.get("stop_reason"):
-                    self.finish_reason = delta.get("stop_reason")
-        elif event == "message_stop":
-            # The SDK's own span ends when the body ends, just after this event: enrich it before that.
-            self.finish(now)
-        elif event == "completion":
-            data = sse.json()
-            if isinstance(data, dict) and data.get("stop_reason"):
-                self.finish_reason = data.get("stop_reason")
-                self.response_model = data.get("model") or self.response_model
-        elif event == "error":
-            try:
-                error_type = errors.api_error_type(sse.json())
-            except Exception:
-                error_type = None
-            self.finish(now, error_type=error_type or "error", description="error event in stream")
-
-    def stream_text(self, sse) -> None:
-        """Collects delta text for opt-in content capture (only called when capture is on)."""
-        if self.output_parts is None or len(self.output_parts) > 10000:
-            return
-        data = sse.json()
-        delta = data.get("delta") if isinstance(data, dict) else None
-        if isinstance(delta, dict) and isinstance(delta.get("text"), str):
-            self.output_parts.append(delta["text"])
-        elif isinstance(data, dict) and isinstance(data.get("completion"), str):
-            self.output_parts.append(data["completion"])
-
-    def _usage(self, usage, placeholder_output: bool) -> None:
-        """Copies token counts from a usage dict; message_start's output count is only a placeholder."""
-        if not isinstance(usage, dict):
-            return
-        value = usage.get("input_tokens")
-        if isinstance(value, int) and value > 0:
-            self.input_tokens = value
-        value = usage.get("cache_read_input_tokens")
-        if isinstance(value, int):
-            self.cache_read = value
-        value = usage.get("cache_creation_input_tokens")
-        if isinstance(value, int):
-            self.cache_creation = value
-        value = usage.get("output_tokens")
-        if isinstance(value, int) and not placeholder_output:
-            self.output_tokens = value
+        spans.first_chunk(self, attempt, now)
 
     # -- the end --------------------------------------------------------------------------------------------
 
@@ -471,93 +331,6 @@ class Operation:
         """Ends the call with the exception the application is about to receive."""
         self.finish(perf_counter(), error_type=errors.error_type(exc), exc=exc)
 
-    def finish(self, now: float, error_type: Optional[str] = None, exc: Optional[BaseException] = None,
-               description: Optional[str] = None, closed_early: bool = False) -> None:
-        """Records the call's metrics and ends its span; later calls do nothing."""
-        if self.finished:
-            return
-        self.finished = True
-        tel = self.tel
-        ins = tel.instruments
-        attempt = self.attempt
-        if attempt is not None and attempt.end is None:
-            self.end_attempt(attempt, now, error_type, exc)
-        ctx = self.ctx
-        ins.in_flight.add(self.key, self.attrs, -1)
-        cause = None
-        if error_type:
-            cause = self._cause(exc, attempt)
-            attrs = attributes.variant(
-                self.key, self.attrs, (semconv.ERROR_TYPE, error_type), (semconv.FAILURE_CAUSE, cause))
-        else:
-            attrs = self.attrs
-        ins.operation_duration.record(now - self.start, attrs, ctx)
-        # The attempt whose body held the first chunk: with middleware hops, not always the last one.
-        chunked = self.first_attempt
-        first = chunked.first_chunk_at if chunked is not None else None
-        if first is not None:
-            ins.time_to_first_chunk.record(first - self.start, attrs, ctx)
-            ins.prefill_duration.record(first - chunked.body_sent_at(), attrs, ctx)
-            ins.stream_max_gap.record(chunked.max_gap, attrs, ctx)
-        ins.record_tokens(self, attrs, ctx, error_type is not None)  # the name set's own rule, chosen once
-        span = self.span
-        if span is not None and span.is_recording():
-            self._describe(span, first, chunked, closed_early)
-            if error_type is not None:
-                span.set_attribute(semconv.FAILURE_CAUSE, cause)
-                spans.set_error(span, error_type, exc, description or errors.DESCRIPTIONS.get(cause))
-        if span is not None and self.own_span:
-            span.end()
-
-    def _cause(self, exc: Optional[BaseException], attempt: Optional[Attempt]) -> str:
-        """Returns the failed call's cause: its last attempt's (which knows the silence) unless the call itself
-        was cancelled, refused by the SDK or failed on an API error."""
-        own = errors.failure_cause(exc, None, self.tel.proxy_idle_timeout)
-        if attempt is not None and attempt.cause is not None and own not in errors.CALL_LEVEL_CAUSES:
-            return attempt.cause
-        return own
-
-    def _timeout_attributes(self) -> dict:
-        """Returns the applied timeouts as operation-span attributes."""
-        found = {}
-        if self.read_timeout is not None:
-            found[semconv.TIMEOUT_READ] = self.read_timeout
-        if self.connect_timeout is not None:
-            found[semconv.TIMEOUT_CONNECT] = self.connect_timeout
-        if self.tel.proxy_idle_timeout is not None:
-            found[semconv.TIMEOUT_PROXY_IDLE] = self.tel.proxy_idle_timeout
-        return found
-
-    def _describe(self, span, first, attempt, closed_early: bool) -> None:
-        """Sets the response, usage and timing attributes on the operation span, in one call."""
-        values = (
-            (semconv.RESPONSE_ID, self.response_id),
-            (semconv.RESPONSE_MODEL, self.response_model),
-            (semconv.USAGE_INPUT_TOKENS, spans.total_input(self.input_tokens, self.cache_read, self.cache_creation)),
-            (semconv.USAGE_OUTPUT_TOKENS, self.output_tokens),
-            (semconv.USAGE_CACHE_READ, self.cache_read),
-            (self.tel.instruments.cache_write_attribute, self.cache_creation),
-            (semconv.RETRY_COUNT, self.retries),
-            (semconv.ATTEMPT_COUNT, self.attempts),
-            (semconv.UTILIZATION, self.max_util),
-            (semconv.TIMEOUT_KIND, self.util_kind),
-        )
-        done = self._timeout_attributes()
-        for name, value in values:
-            if isinstance(value, (str, int, float)):
-                done[name] = value
-        if self.finish_reason:
-            done[semconv.RESPONSE_FINISH_REASONS] = [str(self.finish_reason)]
-        if first is not None:
-            done[semconv.RESPONSE_TTFC] = first - self.start
-            done[semconv.PREFILL] = first - attempt.body_sent_at()
-            done[semconv.STREAM_GAP] = attempt.max_gap
-        if closed_early:
-            done[semconv.STREAM_CLOSED_EARLY] = True
-        if self.output_parts:
-            done[semconv.OUTPUT_MESSAGES] = spans.truncate("".join(self.output_parts), self.tel.content_max_chars)
-        span.set_attributes(done)
-
     def body_ended(self, now: float) -> None:
         """Ends a call whose stream body ended; a message stream that ended without message_stop was cut short by
         the server: an api_error, as the SDK's own span records it (the application sees no exception)."""
@@ -573,6 +346,42 @@ class Operation:
         if attempt is not None:
             end = attempt.last_at or attempt.headers_at or end
         self.finish(end, closed_early=True)
+
+    def finish(self, now: float, error_type: Optional[str] = None, exc: Optional[BaseException] = None,
+               description: Optional[str] = None, closed_early: bool = False) -> None:
+        """Ends the call (once): its last attempt, its metrics and its span."""
+        if self.finished:
+            return
+        self.finished = True
+        tel = self.tel
+        ins = tel.instruments
+        attempt = self.attempt
+        if attempt is not None and attempt.end is None:
+            self.end_attempt(attempt, now, error_type, exc)
+        ins.in_flight.add(self.key, self.attrs, -1)
+        cause = None
+        if error_type:
+            cause = self._cause(exc, attempt)
+            attrs = attributes.variant(
+                self.key, self.attrs, (semconv.ERROR_TYPE, error_type), (semconv.FAILURE_CAUSE, cause))
+        else:
+            attrs = self.attrs
+        # The attempt whose body held the first chunk: with middleware hops, not always the last one.
+        chunked = self.first_attempt
+        ins.record_call(self, now, attrs, chunked, error_type is not None, self.ctx)
+        spans.describe(self, chunked, closed_early)
+        if error_type is not None:
+            spans.call_failed(self, error_type, cause, exc, description or errors.DESCRIPTIONS.get(cause))
+        if self.own_span and self.span is not None:
+            self.span.end()
+
+    def _cause(self, exc: Optional[BaseException], attempt: Optional[Attempt]) -> str:
+        """Returns the failed call's cause: its last attempt's (which knows the silence) unless the call itself
+        was cancelled, refused by the SDK or failed on an API error."""
+        own = errors.failure_cause(exc, None, self.tel.proxy_idle_timeout)
+        if attempt is not None and attempt.cause is not None and own not in errors.CALL_LEVEL_CAUSES:
+            return attempt.cause
+        return own
 
     def __del__(self) -> None:
         # A stream dropped without being read to its end or closed still ends its spans, at garbage collection.

@@ -9,6 +9,8 @@ Patch points (class attributes, so clients created before or after
   attempt; only requests sent from inside a patched `request()` are observed;
 - `BaseClient._calculate_nonstreaming_timeout` — where `messages.create()` refuses, before `request()`, a
   non-streamed `max_tokens` that implies more than 10 minutes (recorded as a failed call);
+- `SyncAPIClient._read` / `AsyncAPIClient._read` (anthropic >= 2.17) — a non-streamed body read after
+  `send()` returned; the attempt ends when that read does;
 - `Stream._iter_events` / `AsyncStream._iter_events` — the events of a stream;
 - `Stream.__stream__` / `AsyncStream.__stream__` — errors raised while parsing them;
 - `Stream.close` / `AsyncStream.close` (and the helper streams' own `close`,
@@ -27,6 +29,7 @@ import contextvars
 import importlib
 import logging
 import sys
+from time import perf_counter
 from types import SimpleNamespace
 from typing import Callable, List, Optional, Tuple
 
@@ -180,7 +183,7 @@ def _refused(client, args, kwargs, exc: BaseException) -> None:
                                   json_data={"model": _caller_model(), "max_tokens": max_tokens})
         op = Operation(tel, client, options, False)
         if op.span is None:
-            op._own_span()
+            op.own_span_start()
         op.failed(exc)
     except Exception:
         report("refused request")
@@ -251,6 +254,50 @@ async def async_send(wrapped, instance, args, kwargs):
     except Exception:
         report("attempt response")
     return response
+
+
+# -- a non-streamed body read after send() (anthropic >= 2.17) ----------------------------------------------------
+
+def _body_attempt(args, kwargs):
+    """Returns the response a body read is for and its unfinished Attempt (None when not observed)."""
+    response = args[0] if args else kwargs.get("response")
+    attempt = getattr(response, streams.RESPONSE_ATTR, None)
+    if attempt is None or attempt.end is not None:
+        return response, None
+    return response, attempt
+
+
+def _body_read(attempt, response) -> None:
+    try:
+        attempt.op.body_read(attempt, response, perf_counter())
+    except Exception:
+        report("body read")
+
+
+def sync_read(wrapped, instance, args, kwargs):
+    response, attempt = _body_attempt(args, kwargs)
+    if attempt is None:
+        return wrapped(*args, **kwargs)
+    try:
+        result = wrapped(*args, **kwargs)
+    except BaseException as exc:
+        _attempt_failed(attempt.op, attempt, exc)
+        raise
+    _body_read(attempt, response)
+    return result
+
+
+async def async_read(wrapped, instance, args, kwargs):
+    response, attempt = _body_attempt(args, kwargs)
+    if attempt is None:
+        return await wrapped(*args, **kwargs)
+    try:
+        result = await wrapped(*args, **kwargs)
+    except BaseException as exc:
+        _attempt_failed(attempt.op, attempt, exc)
+        raise
+    _body_read(attempt, response)
+    return result
 
 
 # -- streams -------------------------------------------------------------------------------------------------
@@ -381,6 +428,9 @@ PATCHES: Tuple[Tuple[str, str, str, Callable], ...] = (
     ("anthropic._base_client", "AsyncAPIClient", "request", async_request),
     # Refuses non-streamed requests whose max_tokens implies more than 10 minutes (not in every SDK, e.g. 0.40).
     ("anthropic._base_client", "BaseClient", "_calculate_nonstreaming_timeout", nonstreaming_timeout),
+    # Reads a non-streamed body after send() (anthropic >= 2.17; before, send() read it).
+    ("anthropic._base_client", "SyncAPIClient", "_read", sync_read),
+    ("anthropic._base_client", "AsyncAPIClient", "_read", async_read),
     ("anthropic._streaming", "Stream", "_iter_events", sync_iter_events),
     ("anthropic._streaming", "AsyncStream", "_iter_events", async_iter_events),
     # Errors the SDK raises while parsing events (invalid JSON, ...) surface in __stream__, above _iter_events.

@@ -1,4 +1,5 @@
-"""Span names, attributes and content capture for operation and attempt spans."""
+"""Everything written on spans: the operation span (the agent's own, or the SDK's own call span it enriches), one
+span per HTTP attempt, their attributes, events, status and opt-in content."""
 
 from __future__ import annotations
 
@@ -137,3 +138,157 @@ def set_error(span, error_type: str, exc: Optional[BaseException] = None, descri
         span.set_status(Status(StatusCode.ERROR, description or (f"{type(exc).__name__}" if exc else error_type)))
     except Exception:
         pass
+
+
+# -- attempt spans ---------------------------------------------------------------------------------------------
+
+def start_attempt(tracer, op, attempt) -> object:
+    """Returns the started span of one HTTP attempt (`{method} {route}`), child of the operation's context."""
+    attrs = op.attrs
+    span_attrs = {
+        semconv.REQUEST_MODEL: attempt.model,
+        semconv.HTTP_METHOD: op.method,
+        semconv.SERVER_ADDRESS: attrs[semconv.SERVER_ADDRESS],
+        semconv.SERVER_PORT: attrs[semconv.SERVER_PORT],
+    }
+    if attempt.index:
+        span_attrs[semconv.HTTP_RESEND_COUNT] = attempt.index
+        if attempt.backoff is not None:
+            span_attrs[semconv.BACKOFF] = attempt.backoff
+    return start_attempt_span(tracer, op.method, op.path, op.ctx, span_attrs)
+
+
+def timing(start: float, first_chunk_at: float, attempt, gap: bool = True) -> Dict[str, float]:
+    """Returns the time-to-first-chunk (from `start`), prefill (from the attempt's body sent) and, with `gap`,
+    longest stream gap attributes of a streamed attempt."""
+    found = {semconv.RESPONSE_TTFC: first_chunk_at - start, semconv.PREFILL: first_chunk_at - attempt.body_sent_at()}
+    if gap:
+        found[semconv.STREAM_GAP] = attempt.max_gap
+    return found
+
+
+def end_attempt(attempt, utilization: Optional[float], kind: Optional[str], silence: Optional[float],
+                exc: Optional[BaseException], description: Optional[str]) -> None:
+    """Sets an ended attempt's outcome, headroom and stream timing on its span, then ends it."""
+    span = attempt.span
+    if span is None:
+        return
+    done = {}
+    if attempt.status is not None:
+        done[semconv.HTTP_STATUS] = attempt.status
+    if attempt.request_id:
+        done[semconv.REQUEST_ID] = attempt.request_id
+    if utilization is not None:
+        done[semconv.UTILIZATION] = utilization
+        done[semconv.TIMEOUT_KIND] = kind
+    if attempt.first_chunk_at is not None:
+        done.update(timing(attempt.start, attempt.first_chunk_at, attempt))
+    if attempt.error_type:
+        done[semconv.FAILURE_CAUSE] = attempt.cause
+        if silence is not None:
+            done[semconv.SILENCE_BEFORE_DROP] = silence
+    span.set_attributes(done)
+    if attempt.error_type:
+        set_error(span, attempt.error_type, exc, description)
+    span.end()
+
+
+# -- the operation span ----------------------------------------------------------------------------------------
+
+def add_retry(op, reason: str, index: int, backoff: Optional[float]) -> None:
+    """Adds a retry event to the live operation span (and, on the SDK's span, the retry count so far)."""
+    span = op.span
+    if span is None or not span.is_recording():
+        return
+    event = {semconv.RETRY_REASON: reason, semconv.HTTP_RESEND_COUNT: index}
+    if backoff is not None:
+        event[semconv.BACKOFF] = backoff
+    span.add_event(semconv.EVENT_RETRY, event)
+    if not op.own_span:
+        span.set_attribute(semconv.RETRY_COUNT, op.retries)
+
+
+def timeout_attributes(op) -> Dict[str, float]:
+    """Returns the call's applied timeouts (and the declared proxy idle timeout) as span attributes."""
+    found = {}
+    if op.read_timeout is not None:
+        found[semconv.TIMEOUT_READ] = op.read_timeout
+    if op.connect_timeout is not None:
+        found[semconv.TIMEOUT_CONNECT] = op.connect_timeout
+    if op.tel.proxy_idle_timeout is not None:
+        found[semconv.TIMEOUT_PROXY_IDLE] = op.tel.proxy_idle_timeout
+    return found
+
+
+def enrich(op, values: Mapping[str, object]) -> None:
+    """Sets attributes on the SDK's own call span while it is live (it ends before request() returns, so facts are
+    added as they arrive); does nothing on the agent's own span, which is described once at the end."""
+    span = op.span
+    if not op.own_span and span is not None and span.is_recording():
+        span.set_attributes(values)
+
+
+def attempt_ended(op, attempt) -> None:
+    """Adds what an ended attempt taught to the SDK's own call span: attempts so far, headroom, failure cause."""
+    if op.own_span:
+        return
+    values = {semconv.ATTEMPT_COUNT: op.attempts}
+    if op.max_util is not None:
+        values[semconv.UTILIZATION] = op.max_util
+        values[semconv.TIMEOUT_KIND] = op.util_kind
+    if attempt.error_type:  # the SDK's span may end before the call's own failure is seen
+        values[semconv.FAILURE_CAUSE] = attempt.cause
+    enrich(op, values)
+
+
+def first_chunk(op, attempt, now: float) -> None:
+    """Marks the first content delta on the operation span (an event; on the SDK's span also the timing so far)."""
+    span = op.span
+    if span is None or not span.is_recording():
+        return
+    span.add_event(semconv.EVENT_FIRST_TOKEN)
+    if not op.own_span:
+        values = timing(op.start, now, attempt, gap=False)
+        values[semconv.ATTEMPT_COUNT] = op.attempts
+        span.set_attributes(values)
+
+
+def describe(op, chunked, closed_early: bool) -> None:
+    """Sets the response, usage, headroom and timing attributes on the live operation span, in one call."""
+    span = op.span
+    if span is None or not span.is_recording():
+        return
+    values = (
+        (semconv.RESPONSE_ID, op.response_id),
+        (semconv.RESPONSE_MODEL, op.response_model),
+        (semconv.USAGE_INPUT_TOKENS, total_input(op.input_tokens, op.cache_read, op.cache_creation)),
+        (semconv.USAGE_OUTPUT_TOKENS, op.output_tokens),
+        (semconv.USAGE_CACHE_READ, op.cache_read),
+        (op.tel.instruments.cache_write_attribute, op.cache_creation),
+        (semconv.RETRY_COUNT, op.retries),
+        (semconv.ATTEMPT_COUNT, op.attempts),
+        (semconv.UTILIZATION, op.max_util),
+        (semconv.TIMEOUT_KIND, op.util_kind),
+    )
+    done = timeout_attributes(op)
+    for name, value in values:
+        if isinstance(value, (str, int, float)):
+            done[name] = value
+    if op.finish_reason:
+        done[semconv.RESPONSE_FINISH_REASONS] = [str(op.finish_reason)]
+    if chunked is not None and chunked.first_chunk_at is not None:
+        done.update(timing(op.start, chunked.first_chunk_at, chunked))
+    if closed_early:
+        done[semconv.STREAM_CLOSED_EARLY] = True
+    if op.output_parts:
+        done[semconv.OUTPUT_MESSAGES] = truncate("".join(op.output_parts), op.tel.content_max_chars)
+    span.set_attributes(done)
+
+
+def call_failed(op, error_type: str, cause: str, exc: Optional[BaseException], description: Optional[str]) -> None:
+    """Marks the live operation span failed, with its failure cause."""
+    span = op.span
+    if span is None or not span.is_recording():
+        return
+    span.set_attribute(semconv.FAILURE_CAUSE, cause)
+    set_error(span, error_type, exc, description)

@@ -218,9 +218,10 @@ def test_stream_records_ttft_prefill_gap_and_usage(sim, recorded):
     between(op.sum, 1.0 + 0.4 + 9 * 0.05 * 0.9, 1.0 + 0.4 + 0.45 + 2 * SLACK)
     assert recorded.hist_sum("gen_ai.client.token.usage", gen_ai__token__type="output") == 10
     # the utilization of a stream is its longest wait (the prefill) over the read timeout; the wait starts only
-    # when the app starts reading, a few tens of ms after the headers, so it can be a little under the prefill
+    # when the app starts reading, a few tens of ms after the headers (over 100 ms on a loaded 2-core machine), so
+    # it can be under the prefill; 0.75 s still excludes the nearest wrong answer, the 0.45 s gap (0.09)
     [util] = recorded.points("anthropic.client.timeout.utilization")
-    between(util.sum, 0.9 / 5.0, (1.0 + SLACK) / 5.0)
+    between(util.sum, 0.75 / 5.0, (1.0 + SLACK) / 5.0)
 
     [span] = recorded.operation_spans()
     between(span.attributes["gen_ai.response.time_to_first_chunk"], 0.95, 1.0 + SLACK)
@@ -283,7 +284,9 @@ def test_mid_stream_read_timeout_is_a_timeout(sim, recorded):
     # or over the connect timeout (0.1x) is far from the stall's 1.0x
     stream = create(client(sim, timeout=httpx.Timeout(0.5, connect=5.0), max_retries=0), stream=True,
                     headers=faults(stall_at=3, stall=3, output_tokens=6, prefill_delay=0.3, token_delay=0.1))
-    with pytest.raises(httpx.ReadTimeout):
+    # anthropic >= 2.17 wraps a mid-stream read timeout in APITimeoutError; before, httpx's ReadTimeout reached the
+    # app (tests/test_reliability.py checks the agent passes on whichever the SDK raises)
+    with pytest.raises((httpx.ReadTimeout, anthropic.APITimeoutError)):
         drain(stream)
     [timeouts] = recorded.points("anthropic.client.timeouts")
     assert timeouts.attrs["anthropic.timeout.phase"] == "read" and timeouts.value == 1
@@ -327,6 +330,23 @@ def test_dropped_connection_before_response_is_retried(sim, recorded):
         create(client(sim, max_retries=1), headers=faults(drop_after=0))
     [retries] = recorded.points("anthropic.client.retries")
     assert retries.attrs["anthropic.retry.reason"] == "connection_error"
+    [op] = recorded.points("gen_ai.client.operation.duration")
+    assert op.attrs["error.type"] == "connection_error"
+
+
+def test_non_streamed_body_cut_after_the_headers_fails_its_attempt(sim, recorded):
+    # The body is cut half-way after 200 headers: before anthropic 2.17 send() read it (and raised), from 2.17 the
+    # SDK reads it after send() returned; either way the attempt failed and was retried, it did not succeed.
+    with pytest.raises(anthropic.APIConnectionError):
+        create(client(sim, max_retries=1), headers=faults(drop_after=1))
+    assert len(sim.requests) == 2
+    attempts = recorded.points("anthropic.client.attempt.duration")
+    assert sum(p.count for p in attempts) == 2
+    assert [p.attrs.get("error.type") for p in attempts] == ["connection_error"]
+    [retries] = recorded.points("anthropic.client.retries")
+    assert retries.attrs["anthropic.retry.reason"] == "connection_error" and retries.value == 1
+    spans = recorded.attempt_spans()
+    assert [s.status.status_code.name for s in spans] == ["ERROR", "ERROR"]
     [op] = recorded.points("gen_ai.client.operation.duration")
     assert op.attrs["error.type"] == "connection_error"
 
