@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-VERSIONS = os.environ.get("CLAUDE_OTEL_SDK_MATRIX", "0.40.0 0.108.0 1.0.0 1.14.0").split()
+VERSIONS = os.environ.get("CLAUDE_OTEL_SDK_MATRIX", "0.40.0 0.108.0 1.0.0 1.14.0 2.15.0").split()
 
 
 # matrix: its timeout (tests/conftest.py) covers the core-agent and SDK-surface tests of one version on a busy machine.

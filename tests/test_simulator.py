@@ -25,7 +25,7 @@ import pytest
 
 from claude_otel.simulator import PROFILES, Fault, Simulator
 from claude_otel.simulator.faults import FaultError, resolve
-from conftest import sdk_httpx
+from tests.helpers.sdk import sdk_httpx, sdk_version
 
 httpx = sdk_httpx()
 ROOT = Path(__file__).resolve().parent.parent
@@ -268,12 +268,14 @@ def test_sdk_timeout_shorter_than_the_headers_delay(scaled):
     assert 0.25 <= time.monotonic() - start < 2.0
 
 
-def test_mid_stream_stall_longer_than_the_read_timeout_is_an_unwrapped_read_timeout(scaled):
+def test_mid_stream_stall_longer_than_the_read_timeout_is_a_read_timeout(scaled):
     stream = client(scaled, timeout=0.3, max_retries=0).messages.create(
         model="claude-x", max_tokens=64, messages=MESSAGES, stream=True,
         extra_headers={"x-sim-stall-at": "2", "x-sim-stall": "3"})
     received = 0
-    with pytest.raises(httpx.ReadTimeout):
+    # httpx's own ReadTimeout, unwrapped, before anthropic 2.17; the SDK's APITimeoutError from it
+    expected = anthropic.APITimeoutError if sdk_version() >= (2, 17) else httpx.ReadTimeout
+    with pytest.raises(expected):
         for event in stream:
             received += event.type == "content_block_delta"
     assert received == 2
