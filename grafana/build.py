@@ -1721,7 +1721,7 @@ by `job` and `gen_ai_request_model` from those. Timeout-utilization shares compa
 expression (rules, Grafana-managed alerts, dashboards, variables) parses with `promql-parser` and uses only the
 metric contract and the recording rules; dashboards are complete (units, descriptions, thresholds at the alert
 levels, exemplars, links) and round-trip through `grafana-foundation-sdk`'s Grafana 11.6 models; the runbooks
-name real panels. Then a real Prometheus (`tests/prometheus_harness.py`) is given a synthetic 40-minute workload
+name real panels. Then a real Prometheus (`tests/prometheus_harness.py`) is given a synthetic 90-minute workload
 by backfilling OpenMetrics text (`promtool tsdb create-blocks-from openmetrics`, then the recording rules with
 `promtool tsdb create-blocks-from rules`), and every dashboard, recording-rule and alert expression must return
 data, every alert fire exactly for the job and model the workload breaks, and values match the workload; finally

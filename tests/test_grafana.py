@@ -2,7 +2,7 @@
 limited to the metric contract, dashboard models validated (grafana-foundation-sdk, Grafana 11.6 types), and every
 dashboard, recording-rule and alert expression evaluated by a real Prometheus on a workload.
 
-Two workloads: a synthetic exposition made here (40 minutes of scrapes: timeouts, retries, slow prefill, stream
+Two workloads: a synthetic exposition made here (90 minutes of scrapes: timeouts, retries, slow prefill, stream
 gaps near a proxy idle timeout, rate limits, a service going silent), backfilled with promtool, where the alerts
 must fire exactly where the workload says; and a real `claude-otel demo` scraped live with the rules loaded.
 To add another input, append a Workload to WORKLOADS: any OpenMetrics text with timestamps works
@@ -491,8 +491,12 @@ class Traffic:
 
 
 READ_TIMEOUT, CONNECT_TIMEOUT = 600.0, 5.0
-INCIDENT = 25 * 60  # seconds after the start: the incident the alerts must catch
-SPAN = 40 * 60
+# The incident (opus: 30% of non-streamed calls time out, a 30x burn of a 1% error budget) must last long enough
+# for the fast-burn alert's full hour to cross 14.4x: 30% over more than 29 of its 60 minutes (SRE workbook: 1 h
+# x 14.4 / 30). So the span covers an hour before the end plus clean traffic before the incident; 40 minutes of
+# incident put the 1 h ratio near 18% and the 1 d ratio (all of opus, 90 minutes of data) near 8%.
+INCIDENT = 50 * 60  # seconds after the start: the incident the alerts must catch
+SPAN = 90 * 60
 SCRAPE = 30
 
 TRAFFIC = [
@@ -596,7 +600,7 @@ def record_call(reg: Registry, traffic: Traffic, call: dict, rng: random.Random)
 
 
 def synthetic_workload(end: float) -> str:
-    """40 minutes of scrapes every 30 s ending at `end`, as timestamped OpenMetrics. From minute 25: long
+    """90 minutes of scrapes every 30 s ending at `end`, as timestamped OpenMetrics. From minute 50: long
     non-streamed opus calls time out (retried twice), opus streams get huge prompts (slow prefill), sonnet streams
     stall near the 60 s proxy idle timeout, haiku is overloaded (529 retries, overloaded_error) and its token rate
     limit nearly exhausted, batch-worker drops traces; report-cron stops reporting at minute 15."""
