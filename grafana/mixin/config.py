@@ -83,6 +83,11 @@ def budget() -> float:
     return round(1 - float(threshold("slo_target")), 10)
 
 
+def burn_rate_alert(speed: str) -> Tuple[str, str, float]:
+    """Returns (long window, short window, burn rate) of the "fast", "slow" or "ticket" burn-rate alert."""
+    return threshold(f"slo_{speed}_long"), threshold(f"slo_{speed}_short"), float(threshold(f"slo_{speed}_burn"))
+
+
 def burn_ratio(name: str) -> float:
     """Returns the timeout ratio a burn rate (THRESHOLDS name, e.g. "slo_fast_burn") stands for: rate x budget."""
     return round(float(threshold(name)) * budget(), 10)

@@ -13,8 +13,9 @@ except ImportError:  # `python grafana/build.py` from a checkout where claude-ot
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from claude_otel import semconv
 
-JM = "job, gen_ai_request_model"  # what the alerts group by: the service and the model
-B = "job, gen_ai_request_model, anthropic_request_stream"  # what recording rules keep (dashboards filter on it)
+JOB_MODEL = "job, gen_ai_request_model"  # what the alerts group by: the service and the model
+# what recording rules keep (dashboards filter on it)
+JOB_MODEL_STREAM = "job, gen_ai_request_model, anthropic_request_stream"
 FAILED = 'error_type!=""'
 TIMED_OUT = 'error_type="timeout"'
 API_ERROR = 'error_type!~"|timeout|cancelled"'  # failures other than our timeouts and cancellations
@@ -22,9 +23,10 @@ KIND = "anthropic_timeout_kind"
 CAUSE = "anthropic_failure_cause"
 
 
+# As the OpenTelemetry-to-Prometheus rules (and claude-otel's exporter) write names: dots to underscores, unit "s"
+# adds _seconds, counters add _total.
 def prom(name: str, unit: str = "", counter: bool = False) -> str:
-    """Returns the Prometheus name of an OpenTelemetry instrument, as the OpenTelemetry-to-Prometheus rules (and
-    claude-otel's exporter) write it: dots to underscores, unit "s" adds _seconds, counters add _total."""
+    """Returns the Prometheus name of an OpenTelemetry instrument."""
     return name.replace(".", "_") + ("_seconds" if unit == "s" else "") + ("_total" if counter else "")
 
 
@@ -60,32 +62,42 @@ DURATION_BUCKETS = list(semconv.DURATION_BUCKETS)
 SPEC_DURATION_BUCKETS = list(semconv.SPEC_DURATION_BUCKETS)
 UTIL_BUCKETS = list(semconv.UTILIZATION_BUCKETS)
 
+# remaining rate limit as a share of the highest remaining value of the last day (about the limit)
+RATELIMIT_SHARE = (f"min by ({JOB_MODEL}, anthropic_ratelimit_kind) ({RATELIMIT}) / max by ({JOB_MODEL}, "
+                   f"anthropic_ratelimit_kind) (max_over_time({RATELIMIT}[1d]))")
+
+
 def by(*parts: str) -> str:
+    """Returns the non-empty label lists (or matchers) joined by commas."""
     return ", ".join(p for p in parts if p)
 
 
 def ratio_or_zero(numerator: str, denominator: str) -> str:
-    """numerator / denominator, with 0 where the numerator has no series (no timeouts yet is a ratio of 0)."""
+    """Returns numerator / denominator, 0 where the numerator has no series (no timeouts yet is a ratio of 0)."""
     return f"({numerator} or {denominator} * 0) / {denominator}"
 
 
 def quantile_of(q: float, buckets: str, group: str) -> str:
+    """Returns the q-quantile, per `group`, of the bucket rates `buckets`."""
     return f"histogram_quantile({q}, sum by ({group}, le) ({buckets}))"
 
 
 def share_above(bound: str, buckets: Callable[[str], str], group: str, total_group: str) -> str:
-    """Share of observations above `bound` (a non-integer bucket bound such as "0.8"), per `group`, out of all
-    observations per `total_group` (a subset of `group`). `buckets(matcher)` returns a bucket-rate selector."""
+    """Returns the share of observations above `bound` per `group`, out of all observations per `total_group`."""
+    # `bound` is a non-integer bucket bound ("0.8"): exporters write integer ones as "1" or "1.0".
+    # `total_group` is a subset of `group`; `buckets(matcher)` returns a bucket-rate selector.
     everything, below = buckets('le="+Inf"'), buckets(f'le="{bound}"')
     return (f"(sum by ({group}) ({everything}) - sum by ({group}) ({below}))"
             f" / on ({total_group}) group_left sum by ({total_group}) ({everything})")
 
 
 def raw_rate(metric: str, matchers: str = "", window: str = "5m") -> str:
+    """Returns rate(metric{matchers}[window])."""
     return f"rate({metric}{{{matchers}}}[{window}])" if matchers else f"rate({metric}[{window}])"
 
 
 def recorded(name: str, matchers: str = "") -> str:
+    """Returns a recorded series' selector, with `matchers` if any."""
     return f"{name}{{{matchers}}}" if matchers else name
 
 
@@ -99,8 +111,8 @@ LATEST_OF = {OPS: L_OPS, TTFT: L_TTFT}  # default duration histogram -> its late
 
 
 def as_default_stream(expr: str) -> str:
-    """Returns expr with the latest set's gen_ai_request_stream copied into anthropic_request_stream, the label
-    recorded series and dashboards group and filter by (absent stays absent)."""
+    """Returns expr with the latest set's gen_ai_request_stream copied into anthropic_request_stream."""
+    # anthropic_request_stream is what recorded series and dashboards group and filter by; absent stays absent.
     return f'label_replace({expr}, "{STREAM}", "$1", "{L_STREAM}", "(.+)")'
 
 
@@ -117,9 +129,9 @@ def both_rate(default: str, suffix: str = "", matchers: str = "", window: str = 
 
 
 def both_buckets(default: str, matchers: str = "", window: str = "5m") -> str:
-    """Returns the per-series bucket rates of a gen_ai.* duration histogram in either name set, on the default
-    set's bounds: the latest set's spec buckets stop at 81.92 s, so its +Inf count stands in for the default's
-    163.84, 327.68 and 655.36 s buckets (cumulative counts stay monotonic; exact below 81.92 s)."""
+    """Returns the per-series bucket rates of a gen_ai.* duration histogram in either name set."""
+    # The latest set's spec buckets stop at 81.92 s, so its +Inf count stands in for the default's 163.84, 327.68
+    # and 655.36 s buckets: cumulative counts stay monotonic, and quantiles exact below 81.92 s.
     latest = LATEST_OF[default]
     lm = latest_matchers(matchers)
     inf = by(lm, 'le="+Inf"')
@@ -132,10 +144,19 @@ def both_buckets(default: str, matchers: str = "", window: str = "5m") -> str:
     return " or ".join(parts)
 
 
+def bucket_rates(metric: str, matchers: str = "", window: str = "5m") -> str:
+    """Returns the per-series bucket rates of a histogram, a gen_ai.* duration histogram in either name set."""
+    if metric in LATEST_OF:
+        return both_buckets(metric, matchers, window)
+    return raw_rate(metric + "_bucket", matchers, window)
+
+
 def latest_tokens(window: str = "5m") -> str:
-    """Returns the latest set's usage counters as per-series rates by today's gen_ai_token_type: input without
-    cached tokens (the latest input count includes them), output, cache_read, and cache_write as cache_creation."""
+    """Returns the latest set's usage counters as per-series rates by today's gen_ai_token_type."""
+    # input without cached tokens (the latest input count includes them), output, cache_read, and cache_write as
+    # cache_creation
     def typed(expr: str, kind: str) -> str:
+        """Returns expr labelled gen_ai_token_type=kind, its stream label renamed."""
         return as_default_stream(f'label_replace({expr}, "gen_ai_token_type", "{kind}", "", "")')
 
     inputs = raw_rate(L_INPUT, window=window)

@@ -3,11 +3,11 @@ filled in from what the other modules generate."""
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, List
 
 from . import config
 from .alerts import alerts, slo_burn_alerts
-from .config import THRESHOLDS, budget, threshold
+from .config import THRESHOLDS, budget, burn_rate_alert, threshold
 from .promql import seconds
 from .recording import CALLS, CAUSE_WINDOW, recording_groups, slo_ratio, slo_windows
 
@@ -227,14 +227,17 @@ data, every alert fire exactly for the job and model the workload breaks, and va
 """
 
 
-def readme(models: Dict[str, dict]) -> str:
-    def cell(text: str) -> str:
-        return text.replace("|", "\\|").replace("\n", " ")
+def cell(text: str) -> str:
+    """Returns text fit for one markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
 
+
+def alert_rows() -> List[str]:
+    """Returns the alert table's rows: name (linking its runbook), severity, when it fires, for how long."""
     fires_when = {
-        "ClaudeRequestsNearTimeout": f"more than {threshold('near_timeout_80_share'):.0%} of a job's attempts to a model "
-                                     "(per streamed/not and timeout kind: read, connect, proxy_idle) used over 80% "
-                                     "of their timeout",
+        "ClaudeRequestsNearTimeout": f"more than {threshold('near_timeout_80_share'):.0%} of a job's attempts to a "
+                                     "model (per streamed/not and timeout kind: read, connect, proxy_idle) used over "
+                                     "80% of their timeout",
         "ClaudeRequestsVeryNearTimeout": f"more than {threshold('near_timeout_90_share'):.0%} of them used over 90%",
         **{a.name: f"the timeout ratio of a job, model and stream burns the error budget of the "
                    f"{float(threshold('slo_target')):.1%} SLO faster than {a.threshold_text.split(' (')[0]}"
@@ -245,16 +248,28 @@ def readme(models: Dict[str, dict]) -> str:
         "ClaudeSlowFirstToken": f"p95 time to first token above {threshold('ttft_p95_seconds'):g} s",
         "ClaudeSlowPrefill": f"p95 prefill above {threshold('prefill_p95_seconds'):g} s",
         "ClaudeLongStreamGaps": f"p99 longest gap inside streams above {threshold('stream_gap_p99_seconds'):g} s",
-        "ClaudeRateLimitNearlyExhausted": f"remaining requests/tokens below {threshold('ratelimit_remaining_ratio'):.0%} "
-                                          "of the day's peak",
+        "ClaudeRateLimitNearlyExhausted": "remaining requests/tokens below "
+                                          f"{threshold('ratelimit_remaining_ratio'):.0%} of the day's peak",
         "ClaudeTelemetryAbsent": "a job that sent call metrics in the last day sends none",
         "ClaudeTelemetryDropped": "claude-otel drops telemetry",
     }
-    alert_rows = []
-    for a in alerts():
-        condition = fires_when[a.name]
-        alert_rows.append(f"| [{a.name}](runbooks.md#{a.anchor}) | {a.severity} | {cell(condition)} | {a.for_} |")
-    threshold_rows = [f"| `{name}` | {value} | {cell(meaning)} |" for name, (value, meaning) in THRESHOLDS.items()]
+    return [f"| [{a.name}](runbooks.md#{a.anchor}) | {a.severity} | {cell(fires_when[a.name])} | {a.for_} |"
+            for a in alerts()]
+
+
+def burn_rows() -> List[str]:
+    """Returns the burn-rate table's rows: alert, severity, burn rate, windows, timeout ratio, budget spent."""
+    rows = []
+    for a in slo_burn_alerts():
+        long, short, burn = burn_rate_alert(a.threshold.split("_")[1])
+        spent = burn * seconds(long) / (30 * 86400)
+        rows.append(f"| {a.name} | {a.severity} | {burn:g}x | {long} and {short} | above "
+                    f"{burn * budget():.2%} | {spent:.0%} of 30 days' budget in {long} |")
+    return rows
+
+
+def panel_lists(models: Dict[str, dict]) -> str:
+    """Returns, per dashboard, its title, description and every row and panel with its unit and description."""
     lists = []
     for model in models.values():
         lists.append(f"### {model['title']} (`/d/{model['uid']}`)\n\n{model['description']}\n")
@@ -262,10 +277,16 @@ def readme(models: Dict[str, dict]) -> str:
             if p["type"] == "row":
                 lists.append(f"\n*{p['title']}*\n")
             elif p["type"] == "text":
-                lists.append(f"- **{p['title']}** (text): a triage guide linking the other dashboards and the runbooks.")
+                lists.append(f"- **{p['title']}** (text): a triage guide linking the other dashboards and the "
+                             "runbooks.")
             else:
                 lists.append(f"- **{p['title']}** ({p['fieldConfig']['defaults']['unit']}): {p['description']}")
         lists.append("")
+    return "\n".join(lists).rstrip()
+
+
+def rule_rows() -> List[str]:
+    """Returns the recording-rule table's rows: each rule and what it is."""
     meanings = {
         "claude:requests:rate5m": "calls per second", "claude:errors:rate5m": "failed calls per second by error_type",
         "claude:timeouts:rate5m": "calls that ended in a timeout, per second",
@@ -289,7 +310,7 @@ def readme(models: Dict[str, dict]) -> str:
         "claude:error_ratio:rate5m": "share of calls failing, per error type other than timeout and cancelled",
         "claude:retries_per_request:ratio_rate5m": "retries per call",
     }
-    rule_rows = []
+    rows = []
     for group in recording_groups():
         for r in group["rules"]:
             name = r["record"]
@@ -302,23 +323,21 @@ def readme(models: Dict[str, dict]) -> str:
                            "timeout kind")
             elif meaning is None:
                 meaning = f"{name.rsplit(':', 1)[1].split('_')[0]} of the histogram, by job and model"
-            rule_rows.append(f"| `{name}` | {meaning} |")
+            rows.append(f"| `{name}` | {meaning} |")
+    return rows
+
+
+def readme(models: Dict[str, dict]) -> str:
+    """Returns grafana/README.md: README with its tables filled in."""
     text = README
-    burn_rows = []
-    for a in slo_burn_alerts():
-        speed = a.threshold.split("_")[1]
-        burn, long, short = float(threshold(f"slo_{speed}_burn")), threshold(f"slo_{speed}_long"), threshold(f"slo_{speed}_short")
-        spent = burn * seconds(long) / (30 * 86400)
-        burn_rows.append(f"| {a.name} | {a.severity} | {burn:g}x | {long} and {short} | above "
-                         f"{burn * budget():.2%} | {spent:.0%} of 30 days' budget in {long} |")
+    threshold_rows = [f"| `{name}` | {value} | {cell(meaning)} |" for name, (value, meaning) in THRESHOLDS.items()]
     for key, value in (("runbook_base", config.RUNBOOK_BASE), ("grafana_url", config.GRAFANA_URL),
                        ("slo_target", f"{float(threshold('slo_target')):.2%}"), ("budget", f"{budget():.2%}"),
-                       ("burn_table", "\n".join(burn_rows)), ("alert_table", "\n".join(alert_rows)),
-                       ("min_rate", f"{threshold('min_request_rate'):g}"), ("threshold_table", "\n".join(threshold_rows)),
-                       ("panel_lists", "\n".join(lists).rstrip()), ("rule_table", "\n".join(rule_rows))):
+                       ("burn_table", "\n".join(burn_rows())), ("alert_table", "\n".join(alert_rows())),
+                       ("min_rate", f"{threshold('min_request_rate'):g}"),
+                       ("threshold_table", "\n".join(threshold_rows)), ("panel_lists", panel_lists(models)),
+                       ("rule_table", "\n".join(rule_rows()))):
         text = text.replace("{" + key + "}", value)
     while "\n\n\n" in text:
         text = text.replace("\n\n\n", "\n\n")
     return text
-
-

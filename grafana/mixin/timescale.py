@@ -19,12 +19,12 @@ def scaled_duration(window: str, factor: float) -> str:
 
 
 def time_scaled(groups: List[dict], factor: float) -> List[dict]:
-    """Returns rule groups with every range window ([5m]), `for` and duration in a template divided by factor.
-
-    The drill runs an incident in minutes: its Prometheus loads the rules generated from the same THRESHOLDS
-    with windows scaled (a 1 h burn-rate window of 60 s at factor 60). Thresholds and ratios are unchanged;
-    rule names and annotation text still say "5m", "1h"."""
+    """Returns rule groups with every range window ([5m]), `for` and duration in a template divided by factor."""
+    # The drill runs an incident in minutes: its Prometheus loads the rules generated from the same THRESHOLDS
+    # with windows scaled (a 1 h burn-rate window of 60 s at factor 60). Thresholds and ratios are unchanged;
+    # rule names and annotation text still say "5m", "1h".
     def scale(text: str) -> str:
+        """Returns text with every [window] scaled."""
         return DURATION.sub(lambda m: "[" + scaled_duration(m.group(1) + m.group(2), factor) + "]", text)
 
     out = []

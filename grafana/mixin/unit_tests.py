@@ -8,7 +8,7 @@ import urllib.parse
 from typing import Dict, List, Optional, Tuple
 
 from .alerts import NO_TIMEOUT, Alert, alerts, annotations, threshold_value
-from .config import budget, threshold
+from .config import budget, burn_rate_alert
 from .promql import (ATTEMPTS, CAUSE, DURATION_BUCKETS, GAP, KIND, OPS, PREFILL, RATELIMIT, RETRIES, TIMEOUTS, TTFT,
                      UTIL, minutes)
 from .recording import CAUSE_WINDOW
@@ -17,8 +17,9 @@ from .recording import CAUSE_WINDOW
 # keep passing after a threshold is tuned; the expected annotations are rendered here the way Prometheus renders
 # them, so any change of wording or formatting shows up.
 
+
 def go_g(v: float) -> str:
-    """Go's %.4g."""
+    """Returns v formatted as Go's %.4g (two-digit exponents)."""
     text = "%.4g" % v
     if "e" in text:
         mantissa, exponent = text.split("e")
@@ -26,7 +27,18 @@ def go_g(v: float) -> str:
     return text
 
 
+def small_prefix(v: float) -> Tuple[float, str]:
+    """Returns (v scaled into [1, 1000), its SI prefix) for 0 < |v| < 1, as Prometheus' humanize functions do."""
+    prefix = ""
+    for p in ("m", "u", "n", "p", "f", "a", "z", "y"):
+        if abs(v) >= 1:
+            break
+        prefix, v = p, v * 1000
+    return v, prefix
+
+
 def humanize(v: float) -> str:
+    """Returns v as Prometheus' template function humanize writes it."""
     if v == 0 or math.isnan(v) or math.isinf(v):
         return go_g(v)
     if abs(v) >= 1:
@@ -36,19 +48,17 @@ def humanize(v: float) -> str:
                 break
             prefix, v = p, v / 1000
         return go_g(v) + prefix
-    prefix = ""
-    for p in ("m", "u", "n", "p", "f", "a", "z", "y"):
-        if abs(v) >= 1:
-            break
-        prefix, v = p, v * 1000
+    v, prefix = small_prefix(v)
     return go_g(v) + prefix
 
 
 def humanize_percentage(v: float) -> str:
+    """Returns v as Prometheus' humanizePercentage writes it."""
     return go_g(v * 100) + "%"
 
 
 def humanize_duration(v: float) -> str:
+    """Returns v (seconds) as Prometheus' humanizeDuration writes it."""
     if math.isnan(v) or math.isinf(v):
         return go_g(v)
     if v == 0:
@@ -65,17 +75,11 @@ def humanize_duration(v: float) -> str:
         if minutes:
             return f"{sign}{minutes}m {seconds}s"
         return f"{sign}{go_g(v)}s"
-    prefix = ""
-    for p in ("m", "u", "n", "p", "f", "a", "z", "y"):
-        if abs(v) >= 1:
-            break
-        prefix, v = p, v * 1000
+    v, prefix = small_prefix(v)
     return f"{go_g(v)}{prefix}s"
 
 
 FORMATTERS = {"humanize": humanize, "humanizePercentage": humanize_percentage, "humanizeDuration": humanize_duration}
-
-
 
 TEST_LABELS = {"job": "api", "gen_ai_request_model": "claude-x", "anthropic_request_stream": "false"}
 SERIES_LABELS = ('job="api", instance="api-0:9464", gen_ai_operation_name="chat", gen_ai_provider_name="anthropic", '
@@ -84,15 +88,18 @@ SERIES_LABELS = ('job="api", instance="api-0:9464", gen_ai_operation_name="chat"
 
 
 def series(metric: str, values: str, extra: str = "") -> dict:
+    """Returns a promtool input series of `metric` with the test's labels (and `extra`)."""
     return {"series": f"{metric}{{{SERIES_LABELS}{', ' + extra if extra else ''}}}", "values": values}
 
 
 def ramp(per_minute: float, steps: int) -> str:
+    """Returns promtool's notation of a counter growing by `per_minute` for `steps` minutes."""
     return f"0+{per_minute:g}x{steps}"
 
 
 def histogram_series(metric: str, lo: float, hi: float, per_minute: int, steps: int) -> List[dict]:
-    """Every observation in the bucket (lo, hi]: quantile q interpolates to lo + q * (hi - lo)."""
+    """Returns a histogram's input series with every observation in the bucket (lo, hi]."""
+    # so quantile q interpolates to lo + q * (hi - lo)
     out = []
     for bound in DURATION_BUCKETS + [math.inf]:
         le = "+Inf" if bound == math.inf else str(bound)
@@ -101,15 +108,15 @@ def histogram_series(metric: str, lo: float, hi: float, per_minute: int, steps: 
     return out
 
 
-def slow_bucket(threshold: float) -> Tuple[float, float]:
-    """The first duration bucket lying wholly above the threshold."""
-    i = next(i for i, b in enumerate(DURATION_BUCKETS) if b >= threshold)
+def slow_bucket(level: float) -> Tuple[float, float]:
+    """Returns the first duration bucket lying wholly above `level`."""
+    i = next(i for i, b in enumerate(DURATION_BUCKETS) if b >= level)
     return DURATION_BUCKETS[i], DURATION_BUCKETS[i + 1]
 
 
-def fast_bucket(threshold: float) -> Tuple[float, float]:
-    """The last duration bucket lying wholly below half the threshold."""
-    i = max(i for i, b in enumerate(DURATION_BUCKETS) if b <= threshold / 2)
+def fast_bucket(level: float) -> Tuple[float, float]:
+    """Returns the last duration bucket lying wholly below half of `level`."""
+    i = max(i for i, b in enumerate(DURATION_BUCKETS) if b <= level / 2)
     return DURATION_BUCKETS[i - 1], DURATION_BUCKETS[i]
 
 
@@ -118,7 +125,7 @@ def rendered_cause(alert: Alert, cause: Optional[Tuple[str, float, str]]) -> str
     timeouts = alert.name.startswith("ClaudeTimeoutBudget")
     of = "timed-out" if timeouts else "failed"
     if cause is None:
-        return f"none: no call {'timed-out'.split('-')[-1] if timeouts else 'failed'} in the last {CAUSE_WINDOW}"
+        return f"none: no call {of.split('-')[-1]} in the last {CAUSE_WINDOW}"
     name, share, stream = cause
     return (f"{name} ({humanize_percentage(share)} of the {of} calls in the last {CAUSE_WINDOW}"
             f"{'' if timeouts else ', stream=' + stream})")
@@ -126,13 +133,14 @@ def rendered_cause(alert: Alert, cause: Optional[Tuple[str, float, str]]) -> str
 
 def alert_case(alert: Alert, firing: Optional[Tuple[float, Dict[str, str]]], inputs: List[dict],
                eval_minutes: int, kind: Optional[str] = None, cause: Optional[Tuple[str, float, str]] = None) -> dict:
-    """One promtool alert test; `kind` and `cause` are what the inputs make the annotation queries find."""
+    """Returns one promtool alert test; `kind` and `cause` are what its inputs make the annotation queries find."""
     expected = []
     if firing is not None:
         value, labels = firing
         found = {"timeout_kind": kind or NO_TIMEOUT, "cause": rendered_cause(alert, cause)}
 
         def render(key: str, text: str) -> str:
+            """Returns annotation `key` as Prometheus renders its template `text` for this input."""
             if "query (" in text:
                 return found[key]
             if alert.fmt:
@@ -151,7 +159,7 @@ def alert_case(alert: Alert, firing: Optional[Tuple[float, Dict[str, str]]], inp
 
 
 def alert_cases(alert: Alert) -> List[dict]:
-    """One input that must fire the alert and one that must not."""
+    """Returns the alert's promtool tests: an input that must fire it and one that must not."""
     name, th = alert.name, threshold_value(alert)
     wait = minutes(alert.for_) + 10
     steps = wait + 10
@@ -213,17 +221,17 @@ def alert_cases(alert: Alert) -> List[dict]:
 
 
 def burn_cases(alert: Alert) -> List[dict]:
-    """A burn-rate alert fires at twice its burn rate (3/4 of the timeouts read timeouts, 1/4 pool timeouts) and
-    stays silent at half of it, and once the timeouts have stopped for its short window (the long one still
-    high): the multiwindow rule's point."""
-    speed = alert.threshold.split("_")[1]
-    short, burn = threshold(f"slo_{speed}_short"), float(threshold(f"slo_{speed}_burn"))
+    """Returns a burn-rate alert's tests: it fires at twice its burn rate, stays silent at half of it, and after."""
+    # 3/4 of the timeouts are read timeouts, 1/4 pool timeouts. "After": once the timeouts have stopped for its
+    # short window (the long one still high) it is silent again, the multiwindow rule's point.
+    _, short, burn = burn_rate_alert(alert.threshold.split("_")[1])
     at = minutes(short) + minutes(alert.for_) + 10
     later = at + minutes(short) + 6  # the short window (and the 5-minute rates it sums) clean again
     steps = later + 5
     labels = dict(TEST_LABELS)
 
     def timeouts(ratio: float, until: int) -> Tuple[List[dict], float, float]:
+        """Returns (input series timing out `ratio` of 600 calls a minute until `until`, the ratio, read's share)."""
         # whole numbers of calls per minute: a counter that stops must stay exactly where its ramp ended
         per_minute = round(600 * ratio / (1 - ratio))
         read = round(0.75 * per_minute)
@@ -248,7 +256,7 @@ def burn_cases(alert: Alert) -> List[dict]:
 
 
 def recording_rule_tests() -> dict:
-    """Exact values of the recording rules on one known input (what the dashboards and alerts read)."""
+    """Returns the test of the recording rules' exact values on one known input (what dashboards and alerts read)."""
     labels_b = '{anthropic_request_stream="false", gen_ai_request_model="claude-x", job="api"}'
     labels_jm = '{gen_ai_request_model="claude-x", job="api"}'
     util = [series(UTIL + "_bucket", ramp(n, 30), f'{KIND}="read", le="{le}"')
@@ -262,6 +270,7 @@ def recording_rule_tests() -> dict:
               ] + util + histogram_series(TTFT, 1.28, 2.56, 100, 30)
 
     def expect(expr: str, value: float, labels: str) -> dict:
+        """Returns a promql_expr_test: `expr` is `value` at 20 minutes, with `labels`."""
         return {"expr": expr, "eval_time": "20m",
                 "exp_samples": [{"labels": (expr + labels) if ":" in expr and "{" not in expr else labels,
                                  "value": value}]}
@@ -289,6 +298,7 @@ def recording_rule_tests() -> dict:
 
 
 def unit_tests() -> dict:
+    """Returns grafana/tests/claude-otel.test.yml: the recording rules' test, then every alert's."""
     tests = [case for alert in alerts() for case in alert_cases(alert)]
     return {"rule_files": ["../rules/claude-otel.rules.yml", "../rules/claude-otel.alerts.yml"],
             "evaluation_interval": "1m", "tests": [recording_rule_tests()] + tests}
