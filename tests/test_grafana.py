@@ -2,7 +2,7 @@
 limited to the metric contract, dashboard models validated (grafana-foundation-sdk, Grafana 11.6 types), and every
 dashboard, recording-rule and alert expression evaluated by a real Prometheus on a workload.
 
-Two workloads: a synthetic exposition made here (40 minutes of scrapes: timeouts, retries, slow prefill, stream
+Two workloads: a synthetic exposition made here (90 minutes of scrapes: timeouts, retries, slow prefill, stream
 gaps near a proxy idle timeout, rate limits, a service going silent), backfilled with promtool, where the alerts
 must fire exactly where the workload says; and a real `claude-otel demo` scraped live with the rules loaded.
 To add another input, append a Workload to WORKLOADS: any OpenMetrics text with timestamps works
@@ -38,7 +38,8 @@ UNIT_TESTS = sorted((GRAFANA / "tests").glob("*.yml"))
 GRAFANA_ALERTS = GRAFANA / "provisioning" / "alerting" / "claude-otel-alerts.yml"
 
 sys.path.insert(0, str(GRAFANA))
-import build  # noqa: E402
+from mixin import alerts, config, outputs, promql  # noqa: E402
+from mixin.dashboards import OWN_NOTE  # noqa: E402
 
 # The metric contract: base name -> kind. Histograms expose _bucket, _sum and _count.
 CONTRACT = {
@@ -172,7 +173,7 @@ def metric_names(expr: str) -> Set[str]:
 # -- static checks -----------------------------------------------------------------------------------------------
 
 def test_generated_files_are_committed_as_generated():
-    for relative, text in build.outputs().items():
+    for relative, text in outputs.outputs().items():
         path = GRAFANA / relative
         assert path.exists() and path.read_text() == text, f"grafana/{relative} differs: run python grafana/build.py"
 
@@ -205,7 +206,7 @@ def test_every_alert_has_a_unit_test_that_fires_it_and_one_that_does_not():
                 for expected in case["exp_alerts"]:
                     rule = next(r for r in rules() if r.get("alert") == case["alertname"])
                     assert expected["exp_labels"]["severity"] == rule["labels"]["severity"]
-                    assert tuple(expected["exp_annotations"]) == build.ANNOTATION_KEYS
+                    assert tuple(expected["exp_annotations"]) == alerts.ANNOTATION_KEYS
                     assert expected["exp_annotations"]["runbook_url"] == rule["annotations"]["runbook_url"]
             tested_records |= {t["expr"] for t in test.get("promql_expr_test", [])}
     assert rule_files_used == {p.resolve() for p in RULE_FILES}
@@ -223,9 +224,9 @@ def test_every_alert_is_documented_linked_and_also_grafana_managed():
     for rule in alert_rules:
         annotations = rule["annotations"]
         assert rule["labels"]["severity"] in ("warning", "critical")
-        assert tuple(annotations) == build.ANNOTATION_KEYS
+        assert tuple(annotations) == alerts.ANNOTATION_KEYS
         assert "your-org" not in json.dumps(annotations)
-        assert annotations["runbook_url"] == f"{build.RUNBOOK_BASE}#{rule['alert'].lower()}"
+        assert annotations["runbook_url"] == f"{config.RUNBOOK_BASE}#{rule['alert'].lower()}"
         assert rule["alert"].lower() in headings, f"runbooks.md has no section '## {rule['alert']}'"
         assert "$labels.job" in annotations["summary"] + annotations["description"]
         if rule["alert"] != "ClaudeTelemetryAbsent":
@@ -242,12 +243,12 @@ def test_every_alert_is_documented_linked_and_also_grafana_managed():
         assert "$value " not in g["annotations"]["description"], "Grafana templates read $values.B.Value"
         assert g["condition"] == "C" and [d["refId"] for d in g["data"]] == ["A", "B", "C"]
         query, reduce, threshold = (d["model"] for d in g["data"])
-        assert g["data"][0]["datasourceUid"] == build.DATASOURCE_UID and g["data"][0]["relativeTimeRange"]
+        assert g["data"][0]["datasourceUid"] == config.DATASOURCE_UID and g["data"][0]["relativeTimeRange"]
         assert reduce["type"] == "reduce" and threshold["type"] == "threshold"
         assert g["panelId"] in dashboards[g["dashboardUid"]], "the alert's panel exists"
     datasources = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "prometheus.yml").read_text())
     prometheus = next(d for d in datasources["datasources"] if d["type"] == "prometheus")
-    assert prometheus["uid"] == build.DATASOURCE_UID and prometheus["url"] == "http://prometheus:9090"
+    assert prometheus["uid"] == config.DATASOURCE_UID and prometheus["url"] == "http://prometheus:9090"
     traces = {d["uid"] for d in datasources["datasources"] if d["type"] in ("tempo", "jaeger")}
     assert {d["datasourceUid"] for d in prometheus["jsonData"]["exemplarTraceIdDestinations"]} <= traces
     provider = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "claude-otel.yml").read_text())
@@ -280,7 +281,7 @@ def test_runbooks_quote_the_current_thresholds():
     quoted = re.findall(r"(\d+(?:\.\d+)?) ?(%|s|x|minutes|times per call)? \(`(\w+)`", text)
     assert len(quoted) >= 10, quoted
     for number, unit, name in quoted:
-        value = build.t(name)
+        value = config.threshold(name)
         if unit == "%":
             assert float(number) / 100 == pytest.approx(value), name
         elif unit == "minutes":
@@ -330,13 +331,13 @@ def test_contract_matches_what_claude_otel_exposes():
         semconv.OPERATION_OUTPUT_TOKENS: ("{token}", "histogram"),
     }
     assert {s for name, (unit, kind) in latest.items() for s in exposition_name(name, unit, kind)} == LATEST_SERIES
-    # build.py names and buckets come from claude_otel.semconv, written the exporter's way
-    assert build.OPS == "gen_ai_client_operation_duration_seconds"
-    assert build.L_OPS == "gen_ai_client_inference_duration_seconds"
-    assert build.L_CACHE_WRITE == "gen_ai_client_inference_usage_cache_write_input_tokens_total"
-    assert build.DURATION_BUCKETS == [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48,
+    # the mixin's names and buckets come from claude_otel.semconv, written the exporter's way
+    assert promql.OPS == "gen_ai_client_operation_duration_seconds"
+    assert promql.L_OPS == "gen_ai_client_inference_duration_seconds"
+    assert promql.L_CACHE_WRITE == "gen_ai_client_inference_usage_cache_write_input_tokens_total"
+    assert promql.DURATION_BUCKETS == [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48,
                                       40.96, 81.92, 163.84, 327.68, 655.36]
-    assert build.SPEC_DURATION_BUCKETS == [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24,
+    assert promql.SPEC_DURATION_BUCKETS == [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24,
                                            20.48, 40.96, 81.92]
 
 
@@ -352,7 +353,7 @@ def test_dashboards_are_complete_and_linked():
         ids = [p["id"] for p in panels(model)]
         assert len(ids) == len(set(ids)), f"{name}: duplicate panel ids"
         links = {link["url"] for link in model["links"]}
-        assert build.RUNBOOK_BASE in links
+        assert config.RUNBOOK_BASE in links
         for panel in panels(model):
             grid = panel["gridPos"]
             assert 0 < grid["w"] <= 24 and grid["x"] + grid["w"] <= 24, panel["title"]
@@ -374,10 +375,10 @@ def test_dashboards_are_complete_and_linked():
                 assert link["url"][3:] in {m["uid"] for m in models().values()}
         assert len([link for link in model["links"] if link["url"].startswith("/d/")]) == len(models()) - 1
     # every alert's threshold shows on a panel at the same level
-    for alert in build.alerts():
+    for alert in alerts.alerts():
         if alert.threshold is None:
             continue
-        level = build.burn_ratio(alert.threshold) if alert.threshold.startswith("slo_") else build.t(alert.threshold)
+        level = config.burn_ratio(alert.threshold) if alert.threshold.startswith("slo_") else config.threshold(alert.threshold)
         assert any(step["value"] == level for m in models().values() for p in panels(m) if p["type"] != "row"
                    and p["type"] != "text" for step in p["fieldConfig"]["defaults"]["thresholds"]["steps"]), alert.name
 
@@ -426,10 +427,10 @@ def test_dashboards_and_grafana_alerts_load_into_grafana_11_6_types():
 
 # -- a synthetic workload ----------------------------------------------------------------------------------------
 
-DURATION = build.DURATION_BUCKETS
+DURATION = promql.DURATION_BUCKETS
 CHUNK_BUCKETS = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5]
 TOKEN_BUCKETS = [4.0 ** i for i in range(14)]
-UTIL_BUCKETS = build.UTIL_BUCKETS
+UTIL_BUCKETS = promql.UTIL_BUCKETS
 
 
 def fmt_bound(b: float) -> str:
@@ -491,8 +492,12 @@ class Traffic:
 
 
 READ_TIMEOUT, CONNECT_TIMEOUT = 600.0, 5.0
-INCIDENT = 25 * 60  # seconds after the start: the incident the alerts must catch
-SPAN = 40 * 60
+# The incident (opus: 30% of non-streamed calls time out, a 30x burn of a 1% error budget) must last long enough
+# for the fast-burn alert's full hour to cross 14.4x: 30% over more than 29 of its 60 minutes (SRE workbook: 1 h
+# x 14.4 / 30). So the span covers an hour before the end plus clean traffic before the incident; 40 minutes of
+# incident put the 1 h ratio near 18% and the 1 d ratio (all of opus, 90 minutes of data) near 8%.
+INCIDENT = 50 * 60  # seconds after the start: the incident the alerts must catch
+SPAN = 90 * 60
 SCRAPE = 30
 
 TRAFFIC = [
@@ -596,7 +601,7 @@ def record_call(reg: Registry, traffic: Traffic, call: dict, rng: random.Random)
 
 
 def synthetic_workload(end: float) -> str:
-    """40 minutes of scrapes every 30 s ending at `end`, as timestamped OpenMetrics. From minute 25: long
+    """90 minutes of scrapes every 30 s ending at `end`, as timestamped OpenMetrics. From minute 50: long
     non-streamed opus calls time out (retried twice), opus streams get huge prompts (slow prefill), sonnet streams
     stall near the 60 s proxy idle timeout, haiku is overloaded (529 retries, overloaded_error) and its token rate
     limit nearly exhausted, batch-worker drops traces; report-cron stops reporting at minute 15."""
@@ -725,7 +730,7 @@ def assert_every_query_returns_data(prom: PrometheusServer, at: float, rate_inte
     queries = dashboard_queries(rate_interval)
     queries += [(f"record {r['record']}", r["record"]) for r in rules() if "record" in r]
     queries += [(f"record {r['record']} (its expression)", r["expr"]) for r in rules() if "record" in r]
-    for alert in build.alerts():
+    for alert in alerts.alerts():
         queries.append((f"alert {alert.name}", alert.expr.split("\n")[0]))
         queries.append((f"grafana alert {alert.name}", alert.raw.split("\n")[0]))
     for where, query in queries:
@@ -749,7 +754,7 @@ def test_alerts_fire_exactly_where_the_workload_says(loaded):
         pytest.skip(f"{workload.name}: no expected alerts")
     by_name = {r["alert"]: r for r in rules() if "alert" in r}
     grafana = {r["title"]: r for r in grafana_rules()}
-    for alert in build.alerts():
+    for alert in alerts.alerts():
         keys = ALERT_KEYS[alert.name]
         fired = set(prom.values(by_name[alert.name]["expr"], at, keys))
         assert fired == workload.firing[alert.name], f"{alert.name}: fired for {fired}"
@@ -1004,7 +1009,7 @@ def test_gen_ai_panels_light_up_for_the_official_instrumentation_and_the_rest_sa
         for panel in panels(model):
             if not panel.get("targets"):
                 continue
-            if build.OWN_NOTE.strip() in panel["description"]:
+            if OWN_NOTE.strip() in panel["description"]:
                 own.append(panel["title"])
                 continue
             lit.append(panel["title"])
