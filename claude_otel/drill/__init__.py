@@ -186,12 +186,14 @@ def _drill(args, log: Log, ramp, found: Dict[str, Optional[str]], missing: List[
         except KeyboardInterrupt:
             interrupted.set()
             workload.stop()
+        rules: Dict[str, object] = {}
         if stack is not None:
             info["problems"] = stack.problems()
+            rules = info["rules_health"] = stack.rule_health()
         rows = [report.alert_row(a, ramp, workload.outcomes.first.get("timeout"))
                 for a in (webhook.snapshot() if webhook else [])]
         first, detail = dict(workload.outcomes.first), dict(workload.outcomes.first_detail)
-        judged = report.verdict(rows, ramp, first.get("timeout"), args.healthy) \
+        judged = report.verdict(rows, ramp, first.get("timeout"), args.healthy, rules) \
             if stack is not None and not interrupted.is_set() else None
         if interrupted.is_set():
             code = EXIT_INTERRUPTED
@@ -202,7 +204,7 @@ def _drill(args, log: Log, ramp, found: Dict[str, Optional[str]], missing: List[
         log.say("")
         log.say(report.timeline_text(ramp, rows, first, detail))
         log.say(report.verdict_text(judged, interrupted.is_set()))
-        for problem in info["problems"]:
+        for problem in list(info["problems"]) + list(rules.get("errors") or []):
             log.say(f"  problem: {problem}")
         if missing:
             log.say(f"SKIPPED: {' and '.join(missing)} not installed; no alerts were evaluated "

@@ -38,16 +38,19 @@ def alert_row(arrival: Arrival, ramp: Ramp, first_timeout: Optional[float]) -> D
     }
 
 
-def verdict(rows: List[Dict[str, object]], ramp: Ramp, first_timeout: Optional[float], healthy: bool
-            ) -> Dict[str, object]:
+def verdict(rows: List[Dict[str, object]], ramp: Ramp, first_timeout: Optional[float], healthy: bool,
+            rules: Dict[str, object]) -> Dict[str, object]:
     """Returns the checks the drill makes of its own run and whether all passed.
 
+    Both modes: Prometheus loaded alert rules and every rule evaluated without error (a broken rule never fires).
     Incident: a headroom warning reached the webhook before the first timeout, a page came during the timeout
     phase, and its cause annotation names the cause that phase injected.  Healthy: nothing paged.
     """
     pages = [r for r in rows if r["severity"] == "critical"]
+    rules_ok = {"alert rules loaded and evaluated without error": bool(rules.get("alert_rules"))
+                and not rules.get("errors")}
     if healthy:
-        checks = {"no page": not pages}
+        checks = {**rules_ok, "no page": not pages}
         return {"passed": all(checks.values()), "checks": checks, "pages": len(pages), "alerts": len(rows)}
     warnings = [r for r in rows if r["alert"] in HEADROOM_ALERTS]
     warning = warnings[0] if warnings else None
@@ -58,6 +61,7 @@ def verdict(rows: List[Dict[str, object]], ramp: Ramp, first_timeout: Optional[f
     injected = ramp.phases[index].injects or ""
     page = pages[0] if pages else None
     checks = {
+        **rules_ok,
         "headroom warning before the first timeout": lead is not None and lead > 0,
         "page during the timeout phase": page is not None and float(page["at_s"]) >= ramp.starts[index],
         f"page names the injected cause ({injected})": page is not None and str(page["cause"]).startswith(injected),

@@ -247,6 +247,21 @@ class Stack:
         """Returns {"prometheus": pid, "alertmanager": pid} (None for one not started)."""
         return {"prometheus": self.prometheus.pid, "alertmanager": self.alertmanager.pid}
 
+    def rule_health(self) -> Dict[str, object]:
+        """Returns {"alert_rules": N, "recording_rules": N, "errors": ["name: error", ...]} from Prometheus.
+
+        A rule that fails to evaluate never fires: the drill counts such a rule as a failed check."""
+        try:
+            with urllib.request.urlopen(self.prometheus.url + "/api/v1/rules", timeout=5) as answer:
+                groups = json.load(answer)["data"]["groups"]
+        except (OSError, ValueError, KeyError) as exc:
+            return {"alert_rules": 0, "recording_rules": 0, "errors": [f"cannot read Prometheus' rules: {exc}"]}
+        rules = [r for g in groups for r in g.get("rules", [])]
+        return {"alert_rules": sum(r.get("type") == "alerting" for r in rules),
+                "recording_rules": sum(r.get("type") == "recording" for r in rules),
+                "errors": [f"{r.get('name')}: {r.get('lastError') or r.get('health')}" for r in rules
+                           if r.get("health") not in ("ok", "unknown") or r.get("lastError")]}
+
     def problems(self) -> List[str]:
         """Returns why a child exited early, if one did while the drill ran."""
         return [f"{c.name} exited early (code {c.proc.returncode}): {c.tail(500)}"
