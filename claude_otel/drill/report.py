@@ -6,6 +6,7 @@ application saw: negative is lead time, the warning came that long before anythi
 
 from __future__ import annotations
 
+import re
 from typing import Dict, List, Optional
 
 from .ramp import Ramp
@@ -101,23 +102,23 @@ def _round(value: Optional[float]) -> Optional[float]:
 
 
 def _short(text: object) -> str:
-    """Returns an annotation without its explanation when it says none ("none: no call failed ..." -> "none")."""
+    """Returns an annotation in brief: "none: no call failed ..." -> "none", "client_read_timeout (100% of the
+    timed-out calls in the last 1h)" -> "client_read_timeout (100%)"."""
     value = str(text)
-    return value.split(":", 1)[0] if value.startswith("none:") else value
+    if value.startswith("none:"):
+        return "none"
+    match = re.match(r"^(\S+) \((\S+%) of ", value)
+    return f"{match.group(1)} ({match.group(2)})" if match else value
 
 
 def alert_line(row: Dict[str, object]) -> str:
-    """Returns one alert as a line of the live log and the timeline (without its time)."""
-    who = "PAGE  " if row["severity"] == "critical" else "ticket"
+    """Returns one alert as a line of the live log and the timeline (without its time): severity, name, where,
+    the timeout kind and the cause it named (in brief; the JSON has the annotations in full)."""
     stream = str(row["stream"]).split(" ", 1)[0]  # "any (the alert is per job and model)" -> "any"
     where = f"{row['model']} stream={stream}" if row["model"] else ""
-    what = f"{row['alert']} ({row['severity']})"
-    extra = [f"timeout kind {_short(row['timeout_kind'])}"] if row["timeout_kind"] else []
-    if row["error_type"]:
-        extra.append(f"error {row['error_type']}")
-    if row["cause"]:
-        extra.append(f"cause {_short(row['cause'])}")
-    return f"{who} {what:44} {where:28} {'; '.join(extra)}"
+    line = (f"{row['severity']:8} {row['alert']:30} {where:30} kind {_short(row['timeout_kind']) or '-':10} "
+            f"cause {_short(row['cause']) or '-'}")
+    return line + (f", error {row['error_type']}" if row["error_type"] else "")
 
 
 def timeline_text(ramp: Ramp, rows: List[Dict[str, object]], first: Dict[str, float],
