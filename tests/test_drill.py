@@ -207,3 +207,11 @@ def test_without_prometheus_and_alertmanager_only_the_workload_runs(children, tm
     assert "prometheus and prometheus-alertmanager not installed" in log and "SKIPPED" in log
     assert doc["verdict"] is None and doc["alerts"] == []
     assert doc["calls"]["healthy"]["chat"]["ok"] >= 4  # the workload itself ran
+
+
+def test_a_missing_mixin_is_a_clear_start_failure(children, tmp_path):
+    require_stack()  # without Prometheus the drill needs no mixin (exit 3 instead)
+    code, doc, log = drill(children, "--healthy", "--mixin", str(tmp_path / "nowhere"), timeout=60)
+    assert code == 2 and doc["exit_code"] == 2, log
+    assert f"no {tmp_path / 'nowhere' / 'build.py'}" in doc["error"] and "--mixin" in doc["error"]
+    assert "--mixin" in log

@@ -100,8 +100,18 @@ def run(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="claude-otel-drill-"))
     try:
         return _drill(args, log, ramp, found, missing, mixin, workdir)
+    except CannotStart as exc:
+        print(f"claude-otel drill: {exc}", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"mode": "healthy" if args.healthy else "incident", "error": str(exc),
+                              "exit_code": EXIT_CANNOT_START}, indent=1), flush=True)
+        return EXIT_CANNOT_START
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+class CannotStart(Exception):
+    """The drill could not start: the message says what and how to fix it (exit code 2)."""
 
 
 def _drill(args, log: Log, ramp, found: Dict[str, Optional[str]], missing: List[str], mixin: Path,
@@ -122,17 +132,19 @@ def _drill(args, log: Log, ramp, found: Dict[str, Optional[str]], missing: List[
         try:
             rules = build_rules(mixin, workdir / "rules", TIME_SCALE)
         except StackError as exc:
-            print(f"claude-otel drill: {exc}", file=sys.stderr)
-            return EXIT_CANNOT_START
+            raise CannotStart(str(exc)) from None
     zero = [time.monotonic()]  # drill time 0, reset when the first call starts
 
     def clock() -> float:
+        """Returns the drill time."""
         return time.monotonic() - zero[0]
 
     def arrived(arrival) -> None:
+        """Prints an alert's first arrival at the webhook (live)."""
         log.say(f"  t={arrival.at:6.1f} s  {report.alert_line(report.alert_row(arrival, ramp, None))}")
 
     def failed(outcome, kind, at, detail) -> None:
+        """Prints the application's first failure of a kind (live)."""
         log.say(f"  t={at:6.1f} s  first {outcome.replace('_', ' ')}: {detail}"[:200])
 
     webhook = stack = sim = handle = None
@@ -153,17 +165,14 @@ def _drill(args, log: Log, ramp, found: Dict[str, Optional[str]], missing: List[
                     f"the alerts; running the workload only (exit code {EXIT_WORKLOAD_ONLY})")
         else:
             if handle.prometheus_url is None:
-                print("claude-otel drill: the agent's /metrics did not start: " + "; ".join(handle.problems),
-                      file=sys.stderr)
-                return EXIT_CANNOT_START
+                raise CannotStart("the agent's /metrics did not start: " + "; ".join(handle.problems))
             webhook = Webhook(clock, on_arrival=arrived)
             stack = Stack(found["prometheus"], found["alertmanager"], workdir)
             try:
                 stack.start(webhook.url, handle.prometheus_url, rules)
                 _wait_scraped(stack.prometheus.url)
             except StackError as exc:
-                print(f"claude-otel drill: {exc}", file=sys.stderr)
-                return EXIT_CANNOT_START
+                raise CannotStart(str(exc)) from None
             info.update(prometheus=stack.prometheus.url, alertmanager=stack.alertmanager.url, webhook=webhook.url,
                         rules=f"{mixin}/build.py --time-scale {TIME_SCALE}", pids=stack.pids())
         log.say(f"claude-otel drill ({mode}): simulator {sim.base_url} (proxy idle timeout {PROXY_IDLE:g} s), "
@@ -173,6 +182,7 @@ def _drill(args, log: Log, ramp, found: Dict[str, Optional[str]], missing: List[
         log.say(_kinds_line())
 
         def stop(signum, frame) -> None:
+            """Ends the drill early (Ctrl-C, SIGTERM); a second Ctrl-C stops waiting for calls in flight."""
             if interrupted.is_set():  # a second Ctrl-C: stop waiting for calls in flight
                 raise KeyboardInterrupt
             interrupted.set()
@@ -217,16 +227,22 @@ def _drill(args, log: Log, ramp, found: Dict[str, Optional[str]], missing: List[
             print(json.dumps(doc, indent=1), flush=True)
         return code
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if stack is not None:
-            stack.stop()
-        if webhook is not None:
-            webhook.stop()
-        if handle is not None:
-            handle.shutdown(timeout=3)
-        if sim is not None:
-            sim.stop()
+        # Another Ctrl-C now would leave children running: the clean-up (bounded: SIGKILL after 10 s) goes first.
+        if previous:
+            for sig in previous:
+                signal.signal(sig, signal.SIG_IGN)
+        try:
+            if stack is not None:
+                stack.stop()
+            if webhook is not None:
+                webhook.stop()
+            if handle is not None:
+                handle.shutdown(timeout=3)
+            if sim is not None:
+                sim.stop()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def _kinds_line() -> str:
