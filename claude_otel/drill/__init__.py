@@ -196,36 +196,7 @@ def _drill(args, log: Log, ramp, found: Dict[str, Optional[str]], missing: List[
         except KeyboardInterrupt:
             interrupted.set()
             workload.stop()
-        rules: Dict[str, object] = {}
-        if stack is not None:
-            info["problems"] = stack.problems()
-            rules = info["rules_health"] = stack.rule_health()
-        rows = [report.alert_row(a, ramp, workload.outcomes.first.get("timeout"))
-                for a in (webhook.snapshot() if webhook else [])]
-        first, detail = dict(workload.outcomes.first), dict(workload.outcomes.first_detail)
-        judged = report.verdict(rows, ramp, first.get("timeout"), args.healthy, rules) \
-            if stack is not None and not interrupted.is_set() else None
-        if interrupted.is_set():
-            code = EXIT_INTERRUPTED
-        elif stack is None:
-            code = EXIT_WORKLOAD_ONLY
-        else:
-            code = EXIT_PASSED if judged["passed"] and not info["problems"] else EXIT_FAILED
-        log.say("")
-        log.say(report.timeline_text(ramp, rows, first, detail))
-        log.say(report.verdict_text(judged, interrupted.is_set()))
-        for problem in list(info["problems"]) + list(rules.get("errors") or []):
-            log.say(f"  problem: {problem}")
-        if missing:
-            log.say(f"SKIPPED: {' and '.join(missing)} not installed; no alerts were evaluated "
-                    f"(exit code {EXIT_WORKLOAD_ONLY})")
-        if interrupted.is_set():
-            log.say("stopped by Ctrl-C: the timeline above is partial")
-        if args.json:
-            doc = report.document(mode, ramp, rows, first, detail, workload.outcomes.snapshot(), info, judged,
-                                  code, interrupted.is_set())
-            print(json.dumps(doc, indent=1), flush=True)
-        return code
+        return _report(args, log, ramp, workload, webhook, stack, info, missing, interrupted.is_set())
     finally:
         # Another Ctrl-C now would leave children running: the clean-up (bounded: SIGKILL after 10 s) goes first.
         if previous:
@@ -243,6 +214,44 @@ def _drill(args, log: Log, ramp, found: Dict[str, Optional[str]], missing: List[
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+def _report(args, log: Log, ramp, workload, webhook, stack, info: Dict[str, object], missing: List[str],
+            interrupted: bool) -> int:
+    """Returns the exit code after printing the timeline and verdict (and with --json the document)."""
+    from . import report
+
+    mode = "healthy" if args.healthy else "incident"
+    rules: Dict[str, object] = {}
+    if stack is not None:
+        info["problems"] = stack.problems()
+        rules = info["rules_health"] = stack.rule_health()
+    rows = [report.alert_row(a, ramp, workload.outcomes.first.get("timeout"))
+            for a in (webhook.snapshot() if webhook else [])]
+    first, detail = dict(workload.outcomes.first), dict(workload.outcomes.first_detail)
+    judged = report.verdict(rows, ramp, first.get("timeout"), args.healthy, rules) \
+        if stack is not None and not interrupted else None
+    if interrupted:
+        code = EXIT_INTERRUPTED
+    elif stack is None:
+        code = EXIT_WORKLOAD_ONLY
+    else:
+        code = EXIT_PASSED if judged["passed"] and not info["problems"] else EXIT_FAILED
+    log.say("")
+    log.say(report.timeline_text(ramp, rows, first, detail))
+    log.say(report.verdict_text(judged, interrupted))
+    for problem in list(info["problems"]) + list(rules.get("errors") or []):
+        log.say(f"  problem: {problem}")
+    if missing:
+        log.say(f"SKIPPED: {' and '.join(missing)} not installed; no alerts were evaluated "
+                f"(exit code {EXIT_WORKLOAD_ONLY})")
+    if interrupted:
+        log.say("stopped by Ctrl-C: the timeline above is partial")
+    if args.json:
+        doc = report.document(mode, ramp, rows, first, detail, workload.outcomes.snapshot(), info, judged,
+                              code, interrupted)
+        print(json.dumps(doc, indent=1), flush=True)
+    return code
 
 
 def _kinds_line() -> str:

@@ -14,7 +14,6 @@ The rules come from the mixin's own generator, called through its command line o
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import socket
