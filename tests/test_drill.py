@@ -7,7 +7,7 @@ annotations name the cause the drill injected (client_read_timeout), and the pro
 proxy_idle_cut.  The healthy run, on the same stack, must page nothing.  A missing prometheus or Alertmanager
 skips these on a developer's machine and fails them in CI.
 
-The whole module takes about three and a half minutes (the incident about 110 s, the healthy run about 55 s).
+The whole module takes about three and a half minutes (the incident about 110 s, the healthy run about 45 s).
 """
 
 from __future__ import annotations
@@ -160,7 +160,7 @@ def test_the_incident_warns_before_the_first_timeout_and_pages_with_the_injected
 
 def test_a_healthy_run_pages_nothing(children):
     require_stack()
-    code, doc, log = drill(children, "--healthy", "--duration", "40", timeout=150)
+    code, doc, log = drill(children, "--healthy", "--duration", "30", timeout=150)  # twice the longest `for`
     assert code == 0 and doc["mode"] == "healthy", log[-4000:]
     assert_gone(doc["stack"]["pids"])
     health = doc["stack"]["rules_health"]
@@ -168,7 +168,7 @@ def test_a_healthy_run_pages_nothing(children):
     # the stack saw real traffic for the whole run (2 chats and 1 report a second), all of it healthy
     calls = doc["calls"]["healthy"]
     assert set(calls["chat"]) == {"ok"} and set(calls["report"]) == {"ok"}, calls
-    assert calls["chat"]["ok"] >= 50 and calls["report"]["ok"] >= 25, calls
+    assert calls["chat"]["ok"] >= 40 and calls["report"]["ok"] >= 20, calls
     assert doc["first_timeout_s"] is None and doc["first_connection_error_s"] is None
     assert [a for a in doc["alerts"] if a["severity"] == "critical"] == []
     assert doc["alerts"] == []  # not even a ticket: every rule stayed quiet on healthy traffic
