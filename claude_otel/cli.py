@@ -1,4 +1,4 @@
-"""The `claude-otel` command: demo, simulate, doctor, run, version (also `python -m claude_otel`)."""
+"""The `claude-otel` command: demo, simulate, doctor, drill, run, version (also `python -m claude_otel`)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ The program's exit code is returned.
 
 def parser() -> argparse.ArgumentParser:
     """Returns the command-line parser with every sub-command."""
-    from . import demo, doctor
+    from . import demo, doctor, drill
     from .simulator import cli as simulate
 
     top = argparse.ArgumentParser(
@@ -39,6 +39,9 @@ def parser() -> argparse.ArgumentParser:
         description="The timeout troubleshooting checklist as checks: PASS/WARN/FAIL with the reason and the fix. "
                     "With --prometheus URL: advice per job and model from the live metrics of a Prometheus that "
                     "scrapes claude-otel. Exit code 0 when all pass, 1 with a warning, 2 with a failure."))
+    drill.add_arguments(sub.add_parser(
+        "drill", help="a timeout incident against the simulator, watched by Prometheus and Alertmanager "
+                      "with the bundled rules: which alert fired when (exit 0/1/2/3)"))
     run = sub.add_parser("run", help="run a program with claude-otel configured: claude-otel run -- python app.py",
                          usage=RUN_USAGE, description=RUN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("program", nargs=argparse.REMAINDER, help="the program and its arguments")
@@ -88,6 +91,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             from . import doctor
 
             return doctor.run_cli(args)
+        if args.command == "drill":
+            from . import drill
+
+            return drill.run(args)
         return 2  # pragma: no cover - argparse rejects unknown commands
     except KeyboardInterrupt:
         return 130

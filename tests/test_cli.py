@@ -50,10 +50,11 @@ def test_version_and_help(capsys):
         assert subprocess.run([str(script), "--version"], capture_output=True, text=True).stdout == out.stdout
     assert in_process(capsys, "--version")[1] == out.stdout
     code, top, _ = in_process(capsys, "--help")
-    assert code == 0 and all(c in top for c in ("demo", "simulate", "doctor", "run", "version"))
+    assert code == 0 and all(c in top for c in ("demo", "simulate", "doctor", "drill", "run", "version"))
     code, _, err = in_process(capsys)
     assert code == 2 and "usage" in err and "claude-otel demo" in err
-    for command, flag in (("demo", "--metrics-port"), ("doctor", "--max-tokens"), ("simulate", "--profile")):
+    for command, flag in (("demo", "--metrics-port"), ("doctor", "--max-tokens"), ("simulate", "--profile"),
+                          ("drill", "--mixin")):
         code, helped, _ = in_process(capsys, command, "--help")
         assert code == 0 and flag in helped, command
     code, _, err = in_process(capsys, "run")

@@ -188,8 +188,9 @@ and model, and a page inhibits the warnings of the same job and model.
 
 `python grafana/build.py --time-scale 60 --out DIR` writes the recording rules and alerts with every window and
 `for` divided by 60 (a 1 h burn window lasts 60 s, a 15 m `for` 15 s; thresholds unchanged), so a local Prometheus
-scraping every second plays an incident in minutes. A `claude-otel drill` command driving the simulator through
-such an incident is planned, not yet written. Every alert has a promtool unit test that fires it and one that keeps it silent
+scraping every second plays an incident in minutes. `claude-otel drill` plays such an incident against the simulator
+(prefill grows, a proxy cuts idle connections, then timeouts), with these rules in a local Prometheus and Alertmanager,
+and prints when each alert arrived relative to the first timeout (runbooks.md, The fire drill). Every alert has a promtool unit test that fires it and one that keeps it silent
 (`grafana/tests/`), and `tests/test_grafana.py` checks on a realistic workload that each fires exactly where
 expected, and that its Grafana-managed twin agrees.
 
