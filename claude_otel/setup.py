@@ -39,7 +39,8 @@ from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 
-from .exporters import fork, otlp
+from . import fork
+from .exporters import otlp
 from .exporters.dropped import EXPORTER_LOGS, DropCounter, quiet_exporter_logs
 from .exporters.prometheus import PrometheusCollector, PrometheusReader, Server, set_default_registry
 from .settings import Settings
@@ -346,9 +347,8 @@ def _configure(service_name, service_version, prometheus_port, prometheus_addr, 
                                         settings=settings, **instrumentor_kwargs)
         handle._instrumented = True
 
+    fork.at_fork_in_child(handle._after_fork)
     me = weakref.ref(handle)
-    if hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=lambda: me() is not None and me()._after_fork())
     atexit.register(lambda: me() is not None and me().shutdown(EXIT_TIMEOUT))
     return handle
 

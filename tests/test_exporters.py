@@ -21,7 +21,8 @@ from prometheus_client import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from claude_otel import semconv
-from claude_otel.exporters import fork, otlp
+from claude_otel import fork
+from claude_otel.exporters import otlp
 from claude_otel.exporters.dropped import DropCounter, ExporterLogs
 from claude_otel.exporters.prometheus import (
     exposition_name, label_name, label_value, merge, metric_name,

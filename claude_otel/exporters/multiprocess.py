@@ -40,6 +40,9 @@ import threading
 import weakref
 from typing import Callable, Dict, List
 
+from ..fork import at_fork_in_child
+from ..guard import run_with_deadline
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: no flock, no archive
@@ -130,8 +133,7 @@ class SharedSnapshots:
         self._start()
         me = weakref.ref(self)
         atexit.register(lambda: me() is not None and me().write_bounded(EXIT_TIMEOUT))
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=lambda: me() is not None and me()._after_fork())
+        at_fork_in_child(self._after_fork)
 
     def _start(self) -> None:
         self._stop = threading.Event()
@@ -140,7 +142,7 @@ class SharedSnapshots:
 
     def _after_fork(self) -> None:
         # Only the forking thread survives fork: restart the writer.  The child writes under its own pid; the
-        # parent's file stays the parent's (and the child's metric state starts empty, see setup.py).
+        # parent's file stays the parent's (and the child's metric state starts empty, see claude_otel.fork).
         self._written = None
         if not self._stop.is_set():
             self._start()
@@ -260,13 +262,10 @@ class SharedSnapshots:
         """Writes this process's snapshot, waiting at most `timeout` seconds; returns whether it finished."""
         # At exit: a process that cannot collect its metrics (a lock some thread held when it was forked) must
         # still exit, without its last snapshot, rather than hang its server's shutdown.
-        thread = threading.Thread(target=self.write, name="claude-otel-multiproc-exit", daemon=True)
-        thread.start()
-        thread.join(timeout)
-        if thread.is_alive():
-            logger.warning("claude-otel: the last multi-process snapshot was not written within %.0f s", timeout)
-            return False
-        return True
+        if run_with_deadline(self.write, timeout, "claude-otel-multiproc-exit"):
+            return True
+        logger.warning("claude-otel: the last multi-process snapshot was not written within %.0f s", timeout)
+        return False
 
     def stop(self, timeout: float = EXIT_TIMEOUT) -> None:
         """Stops the writer thread after one last write (waiting at most `timeout` seconds)."""
