@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
-import errno
 import logging
 import os
-import socket
 import threading
 import time
 import uuid
@@ -42,7 +40,7 @@ from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from . import fork
 from .exporters import otlp
 from .exporters.dropped import EXPORTER_LOGS, DropCounter, quiet_exporter_logs
-from .exporters.prometheus import PrometheusCollector, PrometheusReader, Server, set_default_registry
+from .exporters.prometheus import PrometheusReader, Server, expose
 from .settings import Settings
 from .version import __version__
 
@@ -338,7 +336,14 @@ def _configure(service_name, service_version, prometheus_port, prometheus_addr, 
                     _owned_meter=owned_meter, _processors=processors, _metric_exporters=metric_exporters)
     handle._instance_id = res.attributes.get("service.instance.id")
     if reader is not None:
-        _prometheus(handle, reader, settings, env, port, port_setting, prometheus_addr or settings.prometheus_addr)
+        name = "CLAUDE_OTEL_MULTIPROC_DIR" if env.get("CLAUDE_OTEL_MULTIPROC_DIR") else "PROMETHEUS_MULTIPROC_DIR"
+        exposition = expose(reader, settings.multiproc_dir, name, port, port_setting,
+                            prometheus_addr or settings.prometheus_addr)
+        problems.extend(_say(message) for message in exposition.problems)
+        handle.reader, handle.collector, handle.registry = reader, exposition.collector, exposition.registry
+        handle._shared, handle._server = exposition.shared, exposition.server
+        if exposition.server is not None:
+            handle.prometheus_url = exposition.server.url
 
     if instrument:
         from .instrumentor import ClaudeInstrumentor
@@ -384,47 +389,3 @@ def _meter_provider(res: Resource, readers: list, env: Mapping[str, str], proble
                              "always_on or always_off); using trace_based"))
         kwargs["exemplar_filter"] = TraceBasedExemplarFilter()
     return SdkMeterProvider(metric_readers=readers, resource=res, shutdown_on_exit=False, **kwargs)
-
-
-def _prometheus(handle: Handle, reader: PrometheusReader, settings: Settings, env: Mapping[str, str],
-                port: Optional[int], port_setting: str, addr: str) -> None:
-    """Sets up the exposition: the registry, multi-process sharing, and the /metrics server when a port is set."""
-    from prometheus_client import CollectorRegistry
-
-    shared = None
-    if settings.multiproc_dir:
-        from .exporters.multiprocess import SharedSnapshots
-
-        name = "CLAUDE_OTEL_MULTIPROC_DIR" if env.get("CLAUDE_OTEL_MULTIPROC_DIR") else "PROMETHEUS_MULTIPROC_DIR"
-        try:
-            shared = SharedSnapshots(settings.multiproc_dir, reader.snapshot)
-        except OSError as exc:
-            handle.problems.append(_say(f"{name}={settings.multiproc_dir!r} is not usable ({exc}); /metrics "
-                                        "reports this process only"))
-    collector = PrometheusCollector(reader, shared)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(collector)
-    handle.reader, handle.collector, handle.registry, handle._shared = reader, collector, registry, shared
-    set_default_registry(registry)
-    if port is None:
-        return
-    try:
-        handle._server = Server(registry, port, addr)
-        handle.prometheus_url = handle._server.url
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        if exc.errno == errno.EADDRINUSE:
-            extra = " by this process (with several workers, the one that bound it serves every worker's totals)" \
-                if shared is not None else ""
-            message = f"{port_setting}={port} is already in use on {addr} ({reason}); /metrics is not served{extra}"
-        elif isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
-            message = f"CLAUDE_OTEL_PROMETHEUS_ADDR={addr!r} cannot be listened on ({reason}); /metrics is not served"
-        elif exc.errno == errno.EACCES:
-            message = (f"{port_setting}={port} needs privileges this process lacks ({reason}); use a port above "
-                       "1023; /metrics is not served")
-        else:
-            message = f"{port_setting}={port} on {addr} cannot be served ({reason}); /metrics is not served"
-        handle.problems.append(_say(message))
-    except Exception as exc:
-        handle.problems.append(_say(f"{port_setting}={port} on {addr} cannot be served ({exc}); /metrics is not "
-                                    "served"))
