@@ -41,7 +41,7 @@ from . import fork
 from .exporters import otlp
 from .exporters.dropped import EXPORTER_LOGS, DropCounter, quiet_exporter_logs
 from .exporters.prometheus import PrometheusReader, Server, expose
-from .settings import Settings
+from .settings import Settings, otlp_signals
 from .version import __version__
 
 logger = logging.getLogger("claude_otel")
@@ -276,8 +276,8 @@ def _configure(service_name, service_version, prometheus_port, prometheus_addr, 
     drops = DropCounter(exporter_logs=EXPORTER_LOGS)
     res = resource(service_name, service_version, env)
 
-    wanted = otlp.signals(env, use_otlp)
-    _check_otlp(env, wanted, problems)
+    wanted, otlp_problems = otlp.usable_signals(env, otlp_signals(env, use_otlp))
+    problems.extend(_say(message) for message in otlp_problems)
     if any(wanted.values()):
         quiet_exporter_logs()
 
@@ -356,27 +356,6 @@ def _configure(service_name, service_version, prometheus_port, prometheus_addr, 
     me = weakref.ref(handle)
     atexit.register(lambda: me() is not None and me().shutdown(EXIT_TIMEOUT))
     return handle
-
-
-def _check_otlp(env: Mapping[str, str], wanted: dict, problems: List[str]) -> None:
-    """Turns off the OTLP signals whose protocol is unknown; falls back to the default timeout when invalid."""
-    said = set()
-    for signal in otlp.SIGNALS:
-        if not wanted[signal]:
-            continue
-        try:
-            otlp.protocol(env, signal)
-        except otlp.OTLPSettingError as exc:
-            wanted[signal] = False
-            if str(exc) not in said:
-                said.add(str(exc))
-                problems.append(_say(f"{exc}; OTLP export is off"))
-        try:
-            otlp.timeout(env, signal)
-        except otlp.OTLPSettingError as exc:
-            if str(exc) not in said:
-                said.add(str(exc))
-                problems.append(_say(f"{exc}; using {otlp.DEFAULT_TIMEOUT:g} s"))
 
 
 def _meter_provider(res: Resource, readers: list, env: Mapping[str, str], problems: List[str]) -> SdkMeterProvider:

@@ -21,7 +21,7 @@ from prometheus_client import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from claude_otel import semconv
-from claude_otel import fork
+from claude_otel import fork, settings
 from claude_otel.exporters import otlp
 from claude_otel.exporters.dropped import DropCounter, ExporterLogs
 from claude_otel.exporters.prometheus import (
@@ -140,26 +140,27 @@ def test_reset_metric_state_empties_every_aggregation():
 # -- in-process: OTLP settings, drop counting, one warning --------------------------------------------------------------
 
 def test_otlp_settings_from_the_standard_variables():
-    assert otlp.signals({}) == {"traces": False, "metrics": False}
-    assert otlp.signals({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}) == {"traces": True, "metrics": True}
-    assert otlp.signals({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4318/v1/traces"}) == \
+    assert settings.otlp_signals({}) == {"traces": False, "metrics": False}
+    assert settings.otlp_signals({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}) == \
+        {"traces": True, "metrics": True}
+    assert settings.otlp_signals({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4318/v1/traces"}) == \
         {"traces": True, "metrics": False}
-    assert otlp.signals({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c", "OTEL_METRICS_EXPORTER": "none"}) == \
+    assert settings.otlp_signals({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c", "OTEL_METRICS_EXPORTER": "none"}) == \
         {"traces": True, "metrics": False}
-    assert otlp.signals({"OTEL_METRICS_EXPORTER": "otlp"}) == {"traces": False, "metrics": True}
-    assert otlp.signals({}, explicit=True) == {"traces": True, "metrics": True}
-    assert otlp.signals({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c"}, explicit=False) == \
+    assert settings.otlp_signals({"OTEL_METRICS_EXPORTER": "otlp"}) == {"traces": False, "metrics": True}
+    assert settings.otlp_signals({}, explicit=True) == {"traces": True, "metrics": True}
+    assert settings.otlp_signals({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c"}, explicit=False) == \
         {"traces": False, "metrics": False}
-    assert otlp.protocol({}, "traces") == "http/protobuf"
-    assert otlp.protocol({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "metrics") == "grpc"
-    assert otlp.protocol({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
-                          "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf"}, "traces") == "http/protobuf"
-    with pytest.raises(otlp.OTLPSettingError, match="OTEL_EXPORTER_OTLP_PROTOCOL='http/json'"):
-        otlp.protocol({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, "traces")
-    assert otlp.timeout({}, "traces") == otlp.DEFAULT_TIMEOUT
-    assert otlp.timeout({"OTEL_EXPORTER_OTLP_TIMEOUT": "2"}, "traces") is None  # the exporter reads it
-    with pytest.raises(otlp.OTLPSettingError, match="OTEL_EXPORTER_OTLP_METRICS_TIMEOUT='soon'"):
-        otlp.timeout({"OTEL_EXPORTER_OTLP_METRICS_TIMEOUT": "soon"}, "metrics")
+    assert settings.otlp_protocol({}, "traces") == "http/protobuf"
+    assert settings.otlp_protocol({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "metrics") == "grpc"
+    assert settings.otlp_protocol({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+                                   "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf"}, "traces") == "http/protobuf"
+    with pytest.raises(settings.SettingError, match="OTEL_EXPORTER_OTLP_PROTOCOL='http/json'"):
+        settings.otlp_protocol({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, "traces")
+    assert settings.otlp_timeout({}, "traces") == settings.OTLP_DEFAULT_TIMEOUT
+    assert settings.otlp_timeout({"OTEL_EXPORTER_OTLP_TIMEOUT": "2"}, "traces") is None  # the exporter reads it
+    with pytest.raises(settings.SettingError, match="OTEL_EXPORTER_OTLP_METRICS_TIMEOUT='soon'"):
+        settings.otlp_timeout({"OTEL_EXPORTER_OTLP_METRICS_TIMEOUT": "soon"}, "metrics")
 
 
 class Stuck(SpanExporter):
