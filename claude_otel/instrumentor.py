@@ -9,7 +9,7 @@ from typing import Collection
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
 from . import patches
-from .settings import Settings
+from .settings import INSTRUMENT_KEYS, Settings, split_overrides
 from .telemetry import Telemetry
 
 logger = logging.getLogger("claude_otel")
@@ -33,9 +33,7 @@ class ClaudeInstrumentor(BaseInstrumentor):
     def _instrument(self, **kwargs) -> None:
         settings = kwargs.get("settings")
         if not isinstance(settings, Settings):
-            overrides = {k: kwargs[k] for k in (
-                "proxy_idle_timeout", "chunk_metrics", "capture_content", "content_max_chars", "max_models",
-            ) if k in kwargs}
+            overrides, _ = split_overrides(kwargs, INSTRUMENT_KEYS)
             settings = Settings.from_env(**overrides)
         if not settings.enabled:
             logger.info("claude-otel: CLAUDE_OTEL_ENABLED=false, not instrumenting the Anthropic SDK")

@@ -414,7 +414,8 @@ def test_claude_otel_run_configures_before_the_app_and_keeps_its_exit_code(sim, 
         assert proc.wait(30) == 3  # the app's own exit code
     check = subprocess.run([sys.executable, "-m", "claude_otel", "run", "--", sys.executable, "-c",
                             "import os, sys; print(os.environ.get('APP_OWN_SITECUSTOMIZE'), "
-                            "os.environ['PYTHONPATH'].split(os.pathsep)[1:], 'claude_otel.setup' in sys.modules)"],
+                            "os.environ['PYTHONPATH'].split(os.pathsep)[1:], "
+                            "'claude_otel._configuration' in sys.modules)"],
                            env=env, capture_output=True, text=True, timeout=60)
     assert check.returncode == 0, check.stderr
     assert check.stdout.split(" [")[0] == "ran"  # the application's own sitecustomize still ran
