@@ -12,7 +12,7 @@ from . import patches
 from .settings import INSTRUMENT_KEYS, Settings, split_overrides
 from .telemetry import Telemetry
 
-logger = logging.getLogger("claude_otel")
+logger = logging.getLogger(__name__)
 
 _instruments = ("anthropic >= 0.40.0",)
 _lock = threading.Lock()
