@@ -42,7 +42,7 @@ from typing import Callable, Dict, List
 
 from ..fork import at_fork_in_child
 from ..guard import run_with_deadline
-from .prometheus.snapshot import encode, merge, read_file, write_file
+from .prometheus.snapshots import encode, merge, read_file, write_file
 
 try:
     import fcntl

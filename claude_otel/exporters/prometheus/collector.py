@@ -2,7 +2,7 @@
 
 One source of truth: the OpenTelemetry SDK's own aggregation.  `PrometheusReader`,
 a pull MetricReader (cumulative), collects it at scrape time into a snapshot
-(see `snapshot.py`), and `PrometheusCollector` turns that (merged with the other
+(see `snapshots.py`), and `PrometheusCollector` turns that (merged with the other
 workers' snapshots under several processes, see `..multiprocess`) into metric
 families named as `naming.py` says.  Histogram buckets carry the trace id and
 span id of a recorded request as an OpenMetrics exemplar (the SDK samples them
@@ -28,7 +28,7 @@ from prometheus_client.core import (
 from prometheus_client.samples import Sample
 
 from .naming import label_name, label_value, unit_of
-from .snapshot import merge, snapshot
+from .snapshots import merge, snapshot
 
 logger = logging.getLogger(__name__)
 
