@@ -44,6 +44,7 @@ def quietly(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def run(*args, **kwargs):
+        """Returns fn's result, or None when it raised."""
         try:
             return fn(*args, **kwargs)
         except Exception:
@@ -68,6 +69,7 @@ class Background:
         self._thread.start()
 
     def _run(self) -> None:
+        """Keeps fn's result or exception for result()."""
         try:
             self._value = self._fn()
         except BaseException as exc:  # handed to whoever asks for the result

@@ -31,6 +31,7 @@ class ClaudeInstrumentor(BaseInstrumentor):
         return _instruments
 
     def _instrument(self, **kwargs) -> None:
+        """Patches the SDK to record into the given (or global) providers; logs instead of raising."""
         settings = kwargs.get("settings")
         if not isinstance(settings, Settings):
             overrides, _ = split_overrides(kwargs, INSTRUMENT_KEYS)
@@ -50,6 +51,7 @@ class ClaudeInstrumentor(BaseInstrumentor):
                 logger.warning("claude-otel: could not instrument the Anthropic SDK", exc_info=True)
 
     def _uninstrument(self, **kwargs) -> None:
+        """Restores every patched original."""
         with _lock:
             patches.remove()
             patches.STATE.telemetry = None

@@ -63,6 +63,7 @@ class Handle:
         done = []
 
         def flush():
+            """Flushes the agent's own providers, then notes that it finished."""
             for provider in self._owned():
                 provider.force_flush(int(timeout * 1000))
             done.append(True)
