@@ -16,7 +16,7 @@ __all__ = ["ClaudeInstrumentor", "configure", "__version__"]
 
 
 def configure(*args, **kwargs):
-    """Returns a handle after setting up providers, exporters and instrumentation (see claude_otel.setup)."""
-    from .setup import configure as _configure
+    """Returns a handle after setting up providers, exporters and instrumentation (see claude_otel._configuration)."""
+    from ._configuration import configure as _configure
 
     return _configure(*args, **kwargs)

@@ -9,10 +9,10 @@ from typing import Collection
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
 from . import patches
-from .settings import Settings
+from .settings import INSTRUMENT_KEYS, Settings, split_overrides
 from .telemetry import Telemetry
 
-logger = logging.getLogger("claude_otel")
+logger = logging.getLogger(__name__)
 
 _instruments = ("anthropic >= 0.40.0",)
 _lock = threading.Lock()
@@ -31,11 +31,10 @@ class ClaudeInstrumentor(BaseInstrumentor):
         return _instruments
 
     def _instrument(self, **kwargs) -> None:
+        """Patches the SDK to record into the given (or global) providers; logs instead of raising."""
         settings = kwargs.get("settings")
         if not isinstance(settings, Settings):
-            overrides = {k: kwargs[k] for k in (
-                "proxy_idle_timeout", "chunk_metrics", "capture_content", "content_max_chars", "max_models",
-            ) if k in kwargs}
+            overrides, _ = split_overrides(kwargs, INSTRUMENT_KEYS)
             settings = Settings.from_env(**overrides)
         if not settings.enabled:
             logger.info("claude-otel: CLAUDE_OTEL_ENABLED=false, not instrumenting the Anthropic SDK")
@@ -52,6 +51,7 @@ class ClaudeInstrumentor(BaseInstrumentor):
                 logger.warning("claude-otel: could not instrument the Anthropic SDK", exc_info=True)
 
     def _uninstrument(self, **kwargs) -> None:
+        """Restores every patched original."""
         with _lock:
             patches.remove()
             patches.STATE.telemetry = None

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import os
 import threading
-import weakref
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from . import attributes, headers, semconv, timeouts
+from .fork import at_fork_in_child
 
 
 def _histogram(meter: Meter, name: str, unit: str, description: str, buckets):
@@ -209,9 +209,7 @@ class InFlight:
     def __init__(self) -> None:
         self._counts: Dict[tuple, List] = {}
         self._lock = threading.Lock()
-        if hasattr(os, "register_at_fork"):
-            me = weakref.ref(self)
-            os.register_at_fork(after_in_child=lambda: me() is not None and me()._after_fork())
+        at_fork_in_child(self._after_fork)
 
     def _after_fork(self) -> None:
         # The parent's calls are not the child's, and a lock another parent thread held at fork time would

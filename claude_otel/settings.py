@@ -2,6 +2,11 @@
 
 An invalid value never stops the application: the setting falls back to its
 default and a single warning names the variable and the value.
+
+Every variable the agent reads is parsed here: its own CLAUDE_OTEL_* settings
+(`Settings`, documented by `SETTINGS`), and the standard OTEL_* variables that
+configure() looks at before handing them to the SDK and its exporters (OTLP
+signals, protocol and timeout, the exemplar filter, resource attributes).
 """
 
 from __future__ import annotations
@@ -10,9 +15,9 @@ import logging
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Optional
+from typing import Callable, Dict, Mapping, Optional, Tuple
 
-logger = logging.getLogger("claude_otel")
+logger = logging.getLogger(__name__)
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -132,7 +137,17 @@ SETTINGS = (
             "their totals; defaults to PROMETHEUS_MULTIPROC_DIR when that is set."),
 )
 
-_BY_NAME = {s.name: s for s in SETTINGS}
+# Keyword overrides: instrument() takes the settings that shape what is recorded; configure() also takes the on/off
+# switch and the multi-process directory (the port and address are parameters of their own).
+INSTRUMENT_KEYS = ("proxy_idle_timeout", "chunk_metrics", "capture_content", "content_max_chars", "max_models")
+CONFIGURE_KEYS = INSTRUMENT_KEYS + ("enabled", "multiproc_dir")
+
+
+def split_overrides(kwargs: Mapping[str, object], keys: Tuple[str, ...]) -> Tuple[dict, dict]:
+    """Returns (the setting overrides among kwargs, limited to keys; the other keyword arguments)."""
+    overrides = {k: v for k, v in kwargs.items() if k in keys}
+    rest = {k: v for k, v in kwargs.items() if k not in keys}
+    return overrides, rest
 
 
 @dataclass(frozen=True)
@@ -182,6 +197,91 @@ class Settings:
         return cls(problems=tuple(problems), **values)
 
 
-def setting(name: str) -> Setting:
-    """Returns the declared setting of that name; raises KeyError for an unknown one."""
-    return _BY_NAME[name]
+def multiproc_setting(env: Mapping[str, str]) -> str:
+    """Returns the variable the multi-process directory comes from (the agent's own wins over Prometheus')."""
+    return "CLAUDE_OTEL_MULTIPROC_DIR" if env.get("CLAUDE_OTEL_MULTIPROC_DIR") else "PROMETHEUS_MULTIPROC_DIR"
+
+
+# -- the standard OTEL_* variables configure() reads --------------------------------------------------------------
+
+OTLP_SIGNALS = ("traces", "metrics")
+OTLP_PROTOCOLS = ("grpc", "http/protobuf")
+OTLP_DEFAULT_PROTOCOL = "http/protobuf"
+# The exporters' own default is 10 s per export (retries included), which also holds the flush at exit.
+OTLP_DEFAULT_TIMEOUT = 5.0
+EXEMPLAR_FILTERS = ("trace_based", "always_on", "always_off")
+
+
+def otlp_signals(env: Mapping[str, str], explicit: Optional[bool] = None) -> Dict[str, bool]:
+    """Returns which signals go to OTLP: all with explicit=True, none with False, else per endpoint variable.
+
+    A signal is on when OTEL_EXPORTER_OTLP_ENDPOINT or its own OTEL_EXPORTER_OTLP_<SIGNAL>_ENDPOINT is set, or
+    when OTEL_<SIGNAL>_EXPORTER names "otlp" (then the SDK's default endpoint, localhost); it is off when
+    OTEL_<SIGNAL>_EXPORTER is set without "otlp" in it (e.g. "none").
+    """
+    if explicit is not None:
+        return {s: bool(explicit) for s in OTLP_SIGNALS}
+    on = {}
+    for signal in OTLP_SIGNALS:
+        endpoint = env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT")
+        chosen = env.get(f"OTEL_{signal.upper()}_EXPORTER")
+        if chosen is not None and chosen.strip():
+            on[signal] = "otlp" in [part.strip().lower() for part in chosen.split(",")]
+        else:
+            on[signal] = bool(endpoint and endpoint.strip())
+    return on
+
+
+def _otlp_variable(env: Mapping[str, str], signal: str, what: str) -> Tuple[Optional[str], Optional[str]]:
+    """Returns (name, value) of the first set one of OTEL_EXPORTER_OTLP_<SIGNAL>_<WHAT> and OTEL_EXPORTER_OTLP_<WHAT>."""
+    for name in (f"OTEL_EXPORTER_OTLP_{signal.upper()}_{what}", f"OTEL_EXPORTER_OTLP_{what}"):
+        raw = env.get(name)
+        if raw is not None and raw.strip():
+            return name, raw
+    return None, None
+
+
+def otlp_protocol(env: Mapping[str, str], signal: str) -> str:
+    """Returns the OTLP protocol for a signal (traces, metrics); raises SettingError for an unknown one."""
+    name, raw = _otlp_variable(env, signal, "PROTOCOL")
+    if raw is None:
+        return OTLP_DEFAULT_PROTOCOL
+    value = raw.strip().lower()
+    if value not in OTLP_PROTOCOLS:
+        raise SettingError(f"{name}={raw!r} is not an OTLP protocol (use grpc or http/protobuf)")
+    return value
+
+
+def otlp_timeout(env: Mapping[str, str], signal: str) -> Optional[float]:
+    """Returns the export timeout to pass to the exporter: None when a variable sets it, else OTLP_DEFAULT_TIMEOUT.
+
+    Raises SettingError when OTEL_EXPORTER_OTLP_[<SIGNAL>_]TIMEOUT is not a positive number (the Python
+    exporters read it as seconds).
+    """
+    name, raw = _otlp_variable(env, signal, "TIMEOUT")
+    if raw is None:
+        return OTLP_DEFAULT_TIMEOUT
+    parse_seconds(name, raw)
+    return None
+
+
+def exemplar_filter(env: Mapping[str, str]) -> Optional[str]:
+    """Returns OTEL_METRICS_EXEMPLAR_FILTER in lower case (None when unset); raises SettingError for an unknown one."""
+    raw = env.get("OTEL_METRICS_EXEMPLAR_FILTER")
+    if raw is None or not raw.strip():
+        return None
+    value = raw.strip().lower()
+    if value not in EXEMPLAR_FILTERS:
+        raise SettingError(f"OTEL_METRICS_EXEMPLAR_FILTER={raw!r} is not an exemplar filter (use trace_based, "
+                           "always_on or always_off)")
+    return value
+
+
+def resource_attributes(env: Mapping[str, str]) -> Dict[str, str]:
+    """Returns the key=value pairs of OTEL_RESOURCE_ATTRIBUTES (malformed parts skipped, as the SDK does)."""
+    found = {}
+    for part in (env.get("OTEL_RESOURCE_ATTRIBUTES") or "").split(","):
+        key, sep, value = part.partition("=")
+        if sep and key.strip():
+            found[key.strip()] = value.strip()
+    return found

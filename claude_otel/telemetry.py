@@ -6,7 +6,6 @@ from typing import Optional
 
 from opentelemetry import metrics, trace
 
-from . import semconv
 from .attributes import ModelGuard
 from .metrics import Instruments
 from .settings import Settings
@@ -27,5 +26,4 @@ class Telemetry:
         self.proxy_idle_timeout = self.settings.proxy_idle_timeout
         self.capture_content = self.settings.capture_content
         self.content_max_chars = self.settings.content_max_chars
-        self.provider = semconv.PROVIDER
         self.ratelimit_seen: dict = {}  # attribute key -> when the rate-limit gauge was last set

@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from claude_otel.exporters import otlp
 from claude_otel.exporters.dropped import EXPORTER_LOGS, DropCounter, quiet_exporter_logs
 from claude_otel.exporters.prometheus import PrometheusReader
-from claude_otel.setup import Handle
+from claude_otel._configuration import Handle
 from tests.helpers.app import run_app
 from tests.helpers.otlp import GrpcReceiver, HttpReceiver
 from tests.helpers.ports import closed_endpoint

@@ -87,11 +87,12 @@ def test_fastapi_service_mounts_metrics(sim, children):
 
 
 def test_gunicorn_example_sums_workers(sim, tmp_path, children):
-    from claude_otel.exporters.multiprocess import ARCHIVE, _write
+    from claude_otel.exporters.multiprocess import ARCHIVE
+    from claude_otel.exporters.prometheus import write_file
 
     # what an earlier run of the service left behind: its on_starting hook must clear claude-otel's files only
     (tmp_path / "mp").mkdir()
-    _write(str(tmp_path / "mp" / ARCHIVE), {"gen_ai_client_operation_duration_seconds": {
+    write_file(str(tmp_path / "mp" / ARCHIVE), {"gen_ai_client_operation_duration_seconds": {
         "type": "histogram", "help": "h", "agg": "sum", "samples": {(("gen_ai_request_model", "old"),): {
             "bounds": [1.0], "counts": [1000, 0], "sum": 1.0, "max": 0.5, "exemplars": {}}}}}, 1)
     (tmp_path / "mp" / "someone_elses.db").write_text("kept")

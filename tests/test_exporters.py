@@ -21,7 +21,8 @@ from prometheus_client import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from claude_otel import semconv
-from claude_otel.exporters import fork, otlp
+from claude_otel import fork, settings
+from claude_otel.exporters import otlp
 from claude_otel.exporters.dropped import DropCounter, ExporterLogs
 from claude_otel.exporters.prometheus import (
     exposition_name, label_name, label_value, merge, metric_name,
@@ -139,26 +140,27 @@ def test_reset_metric_state_empties_every_aggregation():
 # -- in-process: OTLP settings, drop counting, one warning --------------------------------------------------------------
 
 def test_otlp_settings_from_the_standard_variables():
-    assert otlp.signals({}) == {"traces": False, "metrics": False}
-    assert otlp.signals({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}) == {"traces": True, "metrics": True}
-    assert otlp.signals({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4318/v1/traces"}) == \
+    assert settings.otlp_signals({}) == {"traces": False, "metrics": False}
+    assert settings.otlp_signals({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}) == \
+        {"traces": True, "metrics": True}
+    assert settings.otlp_signals({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4318/v1/traces"}) == \
         {"traces": True, "metrics": False}
-    assert otlp.signals({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c", "OTEL_METRICS_EXPORTER": "none"}) == \
+    assert settings.otlp_signals({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c", "OTEL_METRICS_EXPORTER": "none"}) == \
         {"traces": True, "metrics": False}
-    assert otlp.signals({"OTEL_METRICS_EXPORTER": "otlp"}) == {"traces": False, "metrics": True}
-    assert otlp.signals({}, explicit=True) == {"traces": True, "metrics": True}
-    assert otlp.signals({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c"}, explicit=False) == \
+    assert settings.otlp_signals({"OTEL_METRICS_EXPORTER": "otlp"}) == {"traces": False, "metrics": True}
+    assert settings.otlp_signals({}, explicit=True) == {"traces": True, "metrics": True}
+    assert settings.otlp_signals({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c"}, explicit=False) == \
         {"traces": False, "metrics": False}
-    assert otlp.protocol({}, "traces") == "http/protobuf"
-    assert otlp.protocol({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "metrics") == "grpc"
-    assert otlp.protocol({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
-                          "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf"}, "traces") == "http/protobuf"
-    with pytest.raises(otlp.OTLPSettingError, match="OTEL_EXPORTER_OTLP_PROTOCOL='http/json'"):
-        otlp.protocol({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, "traces")
-    assert otlp.timeout({}, "traces") == otlp.DEFAULT_TIMEOUT
-    assert otlp.timeout({"OTEL_EXPORTER_OTLP_TIMEOUT": "2"}, "traces") is None  # the exporter reads it
-    with pytest.raises(otlp.OTLPSettingError, match="OTEL_EXPORTER_OTLP_METRICS_TIMEOUT='soon'"):
-        otlp.timeout({"OTEL_EXPORTER_OTLP_METRICS_TIMEOUT": "soon"}, "metrics")
+    assert settings.otlp_protocol({}, "traces") == "http/protobuf"
+    assert settings.otlp_protocol({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "metrics") == "grpc"
+    assert settings.otlp_protocol({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+                                   "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf"}, "traces") == "http/protobuf"
+    with pytest.raises(settings.SettingError, match="OTEL_EXPORTER_OTLP_PROTOCOL='http/json'"):
+        settings.otlp_protocol({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, "traces")
+    assert settings.otlp_timeout({}, "traces") == settings.OTLP_DEFAULT_TIMEOUT
+    assert settings.otlp_timeout({"OTEL_EXPORTER_OTLP_TIMEOUT": "2"}, "traces") is None  # the exporter reads it
+    with pytest.raises(settings.SettingError, match="OTEL_EXPORTER_OTLP_METRICS_TIMEOUT='soon'"):
+        settings.otlp_timeout({"OTEL_EXPORTER_OTLP_METRICS_TIMEOUT": "soon"}, "metrics")
 
 
 class Stuck(SpanExporter):
@@ -197,7 +199,7 @@ def test_full_queue_drops_are_counted_with_one_warning(caplog):
         stuck.release.set()
         processor.shutdown()
     assert drops.by_signal == {"traces": 30}  # 40 spans into a queue of 10 while the exporter hangs
-    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING and r.name == "claude_otel"]
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("claude_otel")]
     assert len(warnings) == 1 and "dropping telemetry" in warnings[0].getMessage()
     assert stuck.exported + drops.total == 45
 
@@ -412,7 +414,8 @@ def test_claude_otel_run_configures_before_the_app_and_keeps_its_exit_code(sim, 
         assert proc.wait(30) == 3  # the app's own exit code
     check = subprocess.run([sys.executable, "-m", "claude_otel", "run", "--", sys.executable, "-c",
                             "import os, sys; print(os.environ.get('APP_OWN_SITECUSTOMIZE'), "
-                            "os.environ['PYTHONPATH'].split(os.pathsep)[1:], 'claude_otel.setup' in sys.modules)"],
+                            "os.environ['PYTHONPATH'].split(os.pathsep)[1:], "
+                            "'claude_otel._configuration' in sys.modules)"],
                            env=env, capture_output=True, text=True, timeout=60)
     assert check.returncode == 0, check.stderr
     assert check.stdout.split(" [")[0] == "ran"  # the application's own sitecustomize still ran

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from claude_otel.exporters.multiprocess import ARCHIVE, PREFIX, SharedSnapshots, _write
-from claude_otel.exporters.prometheus import families, merge
+from claude_otel.exporters.multiprocess import ARCHIVE, PREFIX, SharedSnapshots
+from claude_otel.exporters.prometheus import families, merge, write_file
 from tests.helpers.app import run_app
 from tests.helpers.env import ROOT, clean_env
 from tests.helpers.ports import listening_port, port_in_log, read_text
@@ -60,8 +60,8 @@ def totals(merged: dict) -> tuple:
 def test_shared_directory_sums_live_and_exited_workers_and_folds_exited_ones(tmp_path):
     live = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     try:
-        _write(str(tmp_path / f"{PREFIX}{live.pid}.json"), snap(5, 2, 100, changed=3), live.pid)
-        _write(str(tmp_path / f"{PREFIX}{DEAD_PID}.json"), snap(7, 4, 50, changed=9), DEAD_PID)
+        write_file(str(tmp_path / f"{PREFIX}{live.pid}.json"), snap(5, 2, 100, changed=3), live.pid)
+        write_file(str(tmp_path / f"{PREFIX}{DEAD_PID}.json"), snap(7, 4, 50, changed=9), DEAD_PID)
         (tmp_path / f"{PREFIX}{live.pid}.json.{live.pid}.tmp").write_text("{half a file")  # ignored
         shared = SharedSnapshots(str(tmp_path), lambda: snap(1, 1, 75, changed=5), interval=3600)
         try:
@@ -73,7 +73,7 @@ def test_shared_directory_sums_live_and_exited_workers_and_folds_exited_ones(tmp
             assert (tmp_path / ARCHIVE).exists()
             assert totals(merge([own] + shared.others())) == (13, 3, 50, 13)  # same totals after folding
 
-            _write(str(tmp_path / f"{PREFIX}{DEAD_PID - 1}.json"), snap(2, 9, 1, changed=1), DEAD_PID - 1)
+            write_file(str(tmp_path / f"{PREFIX}{DEAD_PID - 1}.json"), snap(2, 9, 1, changed=1), DEAD_PID - 1)
             assert totals(merge([own] + shared.others())) == (15, 3, 50, 15)
             assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".json")) == \
                 sorted([ARCHIVE, f"{PREFIX}{live.pid}.json"])

@@ -12,7 +12,7 @@ import urllib.request
 from prometheus_client import CollectorRegistry, generate_latest
 
 from claude_otel import semconv
-from claude_otel.exporters import prometheus as prom_exporter
+from claude_otel.exporters.prometheus import exposition as prom_exporter
 from claude_otel.exporters.prometheus import PrometheusReader, registry_for
 from tests.helpers.app import APP, app_env, local_pipeline, scrape
 from tests.helpers.env import ROOT

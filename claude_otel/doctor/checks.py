@@ -13,11 +13,12 @@ from __future__ import annotations
 import os
 import socket
 import ssl
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlparse
+
+from ..guard import Background
 
 PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -344,22 +345,10 @@ def host_port(base_url: str) -> Tuple[str, int, str]:
 
 def _bounded(fn, timeout: float):
     """Returns fn()'s result, or raises TimeoutError when it takes longer than timeout (it keeps running)."""
-    box: dict = {}
-
-    def target():
-        try:
-            box["value"] = fn()
-        except BaseException as exc:  # handed to the caller
-            box["error"] = exc
-
-    worker = threading.Thread(target=target, name="claude-otel-doctor", daemon=True)
-    worker.start()
-    worker.join(timeout)
-    if worker.is_alive():
+    job = Background(fn, "claude-otel-doctor")
+    if not job.wait(timeout):
         raise TimeoutError(f"no answer within {timeout:g} s")
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
+    return job.result()
 
 
 def dns_check(base_url: str, timeout: float = 10.0) -> Result:

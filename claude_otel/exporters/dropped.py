@@ -18,8 +18,9 @@ import time
 from typing import Dict, Optional
 
 from .. import semconv
+from ..guard import quietly
 
-logger = logging.getLogger("claude_otel")
+logger = logging.getLogger(__name__)
 
 WARN_EVERY = 300.0
 
@@ -96,33 +97,31 @@ class DropCounter:
             description="Spans and metric points claude-otel could not export (collector down, slow or refusing; "
                         "queue full).")
 
+    @quietly
     def add(self, count: int, signal: str, reason: str) -> None:
         """Counts `count` dropped items of a signal (traces, metrics); warns once per interval; never raises."""
         if count <= 0:
             return
-        try:
-            with self._lock:
-                self.by_signal[signal] = self.by_signal.get(signal, 0) + count
-                self._failing[signal] = True
-                self._since_warning += count
-                now = time.monotonic()
-                warn = self._last_warning is None or now - self._last_warning >= self._warn_every
-                first = self._last_warning is None
-                if warn:
-                    self._last_warning = now
-                    since, self._since_warning = self._since_warning, 0
-            if self._counter is not None:
-                self._counter.add(count, {"signal": signal})
+        with self._lock:
+            self.by_signal[signal] = self.by_signal.get(signal, 0) + count
+            self._failing[signal] = True
+            self._since_warning += count
+            now = time.monotonic()
+            warn = self._last_warning is None or now - self._last_warning >= self._warn_every
+            first = self._last_warning is None
             if warn:
-                said = self._exporter_logs.last if self._exporter_logs is not None else None
-                logger.warning(
-                    "claude-otel: %s %d %s (%s%s); the application is unaffected. Dropped items are counted in "
-                    "claude_otel_exporter_dropped_total; this warning repeats at most every %d s.",
-                    "dropping telemetry:" if first else "still dropping telemetry:", since,
-                    "spans" if signal == "traces" else "metric points", reason,
-                    f"; the exporter said: {said}" if said else "", int(self._warn_every))
-        except Exception:
-            pass
+                self._last_warning = now
+                since, self._since_warning = self._since_warning, 0
+        if self._counter is not None:
+            self._counter.add(count, {"signal": signal})
+        if warn:
+            said = self._exporter_logs.last if self._exporter_logs is not None else None
+            logger.warning(
+                "claude-otel: %s %d %s (%s%s); the application is unaffected. Dropped items are counted in "
+                "claude_otel_exporter_dropped_total; this warning repeats at most every %d s.",
+                "dropping telemetry:" if first else "still dropping telemetry:", since,
+                "spans" if signal == "traces" else "metric points", reason,
+                f"; the exporter said: {said}" if said else "", int(self._warn_every))
 
     def succeeded(self, signal: str) -> None:
         """Notes a successful export; logs once (INFO) when a signal that was failing recovers."""

@@ -40,12 +40,16 @@ import threading
 import weakref
 from typing import Callable, Dict, List
 
+from ..fork import at_fork_in_child
+from ..guard import run_with_deadline
+from .prometheus.snapshots import encode, merge, read_file, write_file
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: no flock, no archive
     fcntl = None
 
-logger = logging.getLogger("claude_otel")
+logger = logging.getLogger(__name__)
 
 PREFIX = "claude_otel_"
 ARCHIVE = PREFIX + "exited.json"
@@ -80,33 +84,9 @@ def alive(pid: int) -> bool:
     return True
 
 
-def encode(snap: Dict[str, dict]) -> dict:
-    """Returns a JSON-ready form of a snapshot (label keys become lists)."""
-    return {name: dict(family, samples=[[list(map(list, key)), sample] for key, sample in family["samples"].items()])
-            for name, family in snap.items()}
-
-
-def decode(data: dict) -> Dict[str, dict]:
-    """Returns the snapshot of encode()'s output."""
-    return {name: dict(family, samples={tuple(tuple(p) for p in key): sample for key, sample in family["samples"]})
-            for name, family in data.items()}
-
-
 def without_live_gauges(snap: Dict[str, dict]) -> Dict[str, dict]:
     """Returns a snapshot without the gauges that only live processes contribute (summed gauges)."""
     return {n: fam for n, fam in snap.items() if not (fam["type"] == "gauge" and fam["agg"] == "sum")}
-
-
-def _read(path: str) -> Dict[str, dict]:
-    with open(path) as f:
-        return decode(json.load(f)["families"])
-
-
-def _write(path: str, snap: Dict[str, dict], pid: int) -> None:
-    tmp = f"{path}.{pid}.tmp"
-    with open(tmp, "w") as f:
-        json.dump({"pid": pid, "families": encode(snap)}, f, separators=(",", ":"))
-    os.replace(tmp, path)
 
 
 EXIT_TIMEOUT = 2.0
@@ -130,22 +110,24 @@ class SharedSnapshots:
         self._start()
         me = weakref.ref(self)
         atexit.register(lambda: me() is not None and me().write_bounded(EXIT_TIMEOUT))
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=lambda: me() is not None and me()._after_fork())
+        at_fork_in_child(self._after_fork)
 
     def _start(self) -> None:
+        """Starts the thread that writes this process's snapshot every interval."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="claude-otel-multiproc", daemon=True)
         self._thread.start()
 
     def _after_fork(self) -> None:
-        # Only the forking thread survives fork: restart the writer.  The child writes under its own pid; the
-        # parent's file stays the parent's (and the child's metric state starts empty, see setup.py).
+        """In a forked child: restarts the writer, which then writes the child's own file."""
+        # Only the forking thread survives fork.  The parent's file stays the parent's (and the child's metric
+        # state starts empty, see claude_otel.fork).
         self._written = None
         if not self._stop.is_set():
             self._start()
 
     def _loop(self) -> None:
+        """Writes the snapshot every interval until stopped."""
         while not self._stop.wait(self._interval):
             self.write()
 
@@ -161,13 +143,14 @@ class SharedSnapshots:
             text = json.dumps(encode(snap), sort_keys=True)
             if text == self._written and os.path.exists(self.path(pid)):
                 return
-            _write(self.path(pid), snap, pid)
+            write_file(self.path(pid), snap, pid)
             self._written = text
         except Exception:
             logger.debug("claude-otel: could not write the multi-process snapshot", exc_info=True)
 
     @contextlib.contextmanager
     def _locked(self, exclusive: bool, wait: bool = True):
+        """Yields whether the directory's flock was taken (True where there is no flock to take)."""
         if fcntl is None:
             yield True
             return
@@ -188,6 +171,7 @@ class SharedSnapshots:
             os.close(fd)
 
     def _files(self) -> Dict[int, str]:
+        """Returns {pid: path} of the per-process snapshot files in the directory."""
         found = {}
         try:
             names = os.listdir(self.directory)
@@ -211,12 +195,12 @@ class SharedSnapshots:
             archive = os.path.join(self.directory, ARCHIVE)
             if os.path.exists(archive):
                 with contextlib.suppress(Exception):
-                    found.append(_read(archive))
+                    found.append(read_file(archive))
             for pid, path in self._files().items():
                 if pid == me:
                     continue
                 try:
-                    snap = _read(path)
+                    snap = read_file(path)
                 except Exception:
                     continue
                 if not alive(pid):
@@ -229,8 +213,6 @@ class SharedSnapshots:
 
     def compact(self) -> int:
         """Folds the files of exited processes into the archive; returns how many; never raises."""
-        from .prometheus import merge
-
         try:
             with self._locked(exclusive=True, wait=False) as got:
                 if not got or fcntl is None:
@@ -241,13 +223,13 @@ class SharedSnapshots:
                 archive = os.path.join(self.directory, ARCHIVE)
                 parts = []
                 if os.path.exists(archive):
-                    parts.append(_read(archive))
+                    parts.append(read_file(archive))
                 for path in dead.values():
                     try:
-                        parts.append(without_live_gauges(_read(path)))
+                        parts.append(without_live_gauges(read_file(path)))
                     except Exception:
                         continue
-                _write(archive, merge(parts), os.getpid())
+                write_file(archive, merge(parts), os.getpid())
                 for path in dead.values():
                     with contextlib.suppress(OSError):
                         os.remove(path)
@@ -260,13 +242,10 @@ class SharedSnapshots:
         """Writes this process's snapshot, waiting at most `timeout` seconds; returns whether it finished."""
         # At exit: a process that cannot collect its metrics (a lock some thread held when it was forked) must
         # still exit, without its last snapshot, rather than hang its server's shutdown.
-        thread = threading.Thread(target=self.write, name="claude-otel-multiproc-exit", daemon=True)
-        thread.start()
-        thread.join(timeout)
-        if thread.is_alive():
-            logger.warning("claude-otel: the last multi-process snapshot was not written within %.0f s", timeout)
-            return False
-        return True
+        if run_with_deadline(self.write, timeout, "claude-otel-multiproc-exit"):
+            return True
+        logger.warning("claude-otel: the last multi-process snapshot was not written within %.0f s", timeout)
+        return False
 
     def stop(self, timeout: float = EXIT_TIMEOUT) -> None:
         """Stops the writer thread after one last write (waiting at most `timeout` seconds)."""

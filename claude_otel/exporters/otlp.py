@@ -12,83 +12,42 @@ of sharing the parent's connection.
 
 from __future__ import annotations
 
+import importlib
 import logging
-import math
 import os
-from typing import Callable, Dict, Mapping, Optional
+from typing import Callable, Dict, List, Mapping, Tuple
 
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, PeriodicExportingMetricReader
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
+from ..guard import quietly
+from ..settings import OTLP_DEFAULT_TIMEOUT, OTLP_SIGNALS, SettingError, otlp_protocol, otlp_timeout
 from .dropped import DropCounter
 
-logger = logging.getLogger("claude_otel")
-
-SIGNALS = ("traces", "metrics")
-PROTOCOLS = ("grpc", "http/protobuf")
-DEFAULT_PROTOCOL = "http/protobuf"
-# The exporters' own default is 10 s per export (retries included), which also holds the flush at exit.
-DEFAULT_TIMEOUT = 5.0
+logger = logging.getLogger(__name__)
 
 
-class OTLPSettingError(ValueError):
-    """An OTLP setting that cannot be used; the message names the variable and the value."""
+def usable_signals(env: Mapping[str, str], wanted: Dict[str, bool]) -> Tuple[Dict[str, bool], List[str]]:
+    """Returns (the wanted signals whose settings can be used, one message per distinct problem).
 
-
-def signals(env: Mapping[str, str], explicit: Optional[bool] = None) -> Dict[str, bool]:
-    """Returns which signals go to OTLP: all with explicit=True, none with False, else per endpoint variable.
-
-    A signal is on when OTEL_EXPORTER_OTLP_ENDPOINT or its own OTEL_EXPORTER_OTLP_<SIGNAL>_ENDPOINT is set, or
-    when OTEL_<SIGNAL>_EXPORTER names "otlp" (then the SDK's default endpoint, localhost); it is off when
-    OTEL_<SIGNAL>_EXPORTER is set without "otlp" in it (e.g. "none").
+    An unknown protocol turns its signal off; an invalid timeout leaves the signal on with the default timeout.
+    Both signals read the shared variables: a problem with one of those is said once.
     """
-    if explicit is not None:
-        return {s: bool(explicit) for s in SIGNALS}
-    on = {}
-    for signal in SIGNALS:
-        endpoint = env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT")
-        chosen = env.get(f"OTEL_{signal.upper()}_EXPORTER")
-        if chosen is not None and chosen.strip():
-            on[signal] = "otlp" in [part.strip().lower() for part in chosen.split(",")]
-        else:
-            on[signal] = bool(endpoint and endpoint.strip())
-    return on
-
-
-def enabled(env: Mapping[str, str], explicit: Optional[bool] = None) -> bool:
-    """Returns whether OTLP export is on for any signal."""
-    return any(signals(env, explicit).values())
-
-
-def protocol(env: Mapping[str, str], signal: str) -> str:
-    """Returns the OTLP protocol for a signal (traces, metrics); raises OTLPSettingError for an unknown one."""
-    for name in (f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
-        raw = env.get(name)
-        if raw is not None and raw.strip():
-            value = raw.strip().lower()
-            if value not in PROTOCOLS:
-                raise OTLPSettingError(f"{name}={raw!r} is not an OTLP protocol (use grpc or http/protobuf)")
-            return value
-    return DEFAULT_PROTOCOL
-
-
-def timeout(env: Mapping[str, str], signal: str) -> Optional[float]:
-    """Returns the export timeout to pass to the exporter: None when a variable sets it, else DEFAULT_TIMEOUT.
-
-    Raises OTLPSettingError when OTEL_EXPORTER_OTLP_[<SIGNAL>_]TIMEOUT is not a positive number (the Python
-    exporters read it as seconds).
-    """
-    for name in (f"OTEL_EXPORTER_OTLP_{signal.upper()}_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"):
-        raw = env.get(name)
-        if raw is not None and raw.strip():
-            try:
-                value = float(raw)
-            except ValueError:
-                raise OTLPSettingError(f"{name}={raw!r} is not a number of seconds") from None
-            if not math.isfinite(value) or value <= 0:
-                raise OTLPSettingError(f"{name}={raw!r} must be a positive number of seconds")
-            return None
-    return DEFAULT_TIMEOUT
+    usable = dict(wanted)
+    said: Dict[str, str] = {}
+    for signal in OTLP_SIGNALS:
+        if not usable[signal]:
+            continue
+        try:
+            otlp_protocol(env, signal)
+        except SettingError as exc:
+            usable[signal] = False
+            said.setdefault(str(exc), f"{exc}; OTLP export is off")
+        try:
+            otlp_timeout(env, signal)
+        except SettingError as exc:
+            said.setdefault(str(exc), f"{exc}; using {OTLP_DEFAULT_TIMEOUT:g} s")
+    return usable, list(said.values())
 
 
 class _PerProcess:
@@ -118,10 +77,7 @@ class _PerProcess:
         if self.closed:
             return
         self.closed = True
-        try:
-            self.inner.shutdown(**kwargs)
-        except Exception:
-            logger.debug("claude-otel: exporter shutdown failed", exc_info=True)
+        quietly(self.inner.shutdown)(**kwargs)
 
 
 class CountingSpanExporter(SpanExporter):
@@ -132,22 +88,16 @@ class CountingSpanExporter(SpanExporter):
         self._drops = drops
 
     def export(self, spans):
-        try:
-            result = self._exporter.inner.export(spans)
-        except Exception as exc:
-            self._drops.add(len(spans), "traces", f"export failed: {type(exc).__name__}: {exc}")
-            return SpanExportResult.FAILURE
-        if result == SpanExportResult.SUCCESS:
-            self._drops.succeeded("traces")
-        else:
-            self._drops.add(len(spans), "traces", "the OTLP endpoint did not accept them")
-        return result
+        """Returns the export's result; a failed export's spans are counted as dropped."""
+        return _counted(lambda: self._exporter.inner.export(spans), self._drops, "traces", lambda: len(spans),
+                        SpanExportResult.SUCCESS, SpanExportResult.FAILURE)
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs) -> None:
         """Shuts the exporter down (this also cuts short any retry backoff in progress)."""
         self._exporter.close()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Returns whether this process's exporter flushed in time."""
         return self._exporter.inner.force_flush(timeout_millis)
 
 
@@ -162,26 +112,37 @@ class CountingMetricExporter(MetricExporter):
         self._drops = drops
 
     def export(self, metrics_data, timeout_millis: float = 10_000, **kwargs):
-        try:
-            result = self._exporter.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
-        except Exception as exc:
-            self._drops.add(points(metrics_data), "metrics", f"export failed: {type(exc).__name__}: {exc}")
-            return MetricExportResult.FAILURE
-        if result == MetricExportResult.SUCCESS:
-            self._drops.succeeded("metrics")
-        else:
-            self._drops.add(points(metrics_data), "metrics", "the OTLP endpoint did not accept them")
-        return result
+        """Returns the export's result; a failed export's data points are counted as dropped."""
+        return _counted(lambda: self._exporter.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs),
+                        self._drops, "metrics", lambda: points(metrics_data),
+                        MetricExportResult.SUCCESS, MetricExportResult.FAILURE)
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        """Returns whether this process's exporter flushed in time."""
         return self._exporter.inner.force_flush(timeout_millis=timeout_millis)
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs) -> None:
+        """Shuts the exporter down once."""
         self._exporter.close(timeout_millis=timeout_millis)
 
     def abort(self) -> None:
         """Shuts the exporter down so a retry backoff in progress ends now (used when a deadline passed)."""
         self._exporter.close()
+
+
+def _counted(export: Callable[[], object], drops: DropCounter, signal: str, count: Callable[[], int],
+             success: object, failure: object) -> object:
+    """Returns export()'s result, or failure when it raised; counts `count()` items as dropped unless it succeeded."""
+    try:
+        result = export()
+    except Exception as exc:
+        drops.add(count(), signal, f"export failed: {type(exc).__name__}: {exc}")
+        return failure
+    if result == success:
+        drops.succeeded(signal)
+    else:
+        drops.add(count(), signal, "the OTLP endpoint did not accept them")
+    return result
 
 
 def points(metrics_data) -> int:
@@ -206,6 +167,7 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
         self._inner = getattr(self, "_batch_processor", self)  # OpenTelemetry before 1.33 kept the queue here
 
     def _queue_state(self):
+        """Returns (the SDK's span queue, its maximum length); either None when this SDK keeps them elsewhere."""
         inner = self._inner
         queue = getattr(inner, "_queue", None)
         if queue is None:
@@ -214,14 +176,17 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
         return queue, limit
 
     def on_end(self, span) -> None:
-        try:
-            if span.context is not None and span.context.trace_flags.sampled:
-                queue, limit = self._queue_state()
-                if queue is not None and limit is not None and len(queue) >= limit:
-                    self._drops.add(1, "traces", "the export queue is full (OTEL_BSP_MAX_QUEUE_SIZE)")
-        except Exception:
-            pass
+        """Queues the span for export, counting the one a full queue pushes out."""
+        self._count_if_full(span)
         super().on_end(span)
+
+    @quietly
+    def _count_if_full(self, span) -> None:
+        """Counts one dropped span when a sampled span arrives at a full queue; never raises."""
+        if span.context is not None and span.context.trace_flags.sampled:
+            queue, limit = self._queue_state()
+            if queue is not None and limit is not None and len(queue) >= limit:
+                self._drops.add(1, "traces", "the export queue is full (OTEL_BSP_MAX_QUEUE_SIZE)")
 
     def unexported(self) -> int:
         """Returns how many spans are still queued (after a shutdown that timed out: spans lost)."""
@@ -235,24 +200,22 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
             exporter.shutdown()
 
 
-def _span_exporter_factory(env: Mapping[str, str]) -> Callable[[], SpanExporter]:
-    seconds = timeout(env, "traces")
-    kwargs = {"timeout": seconds} if seconds is not None else {}
-    if protocol(env, "traces") == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-    else:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    return lambda: OTLPSpanExporter(**kwargs)
+# The OTLP exporter class per (signal, protocol), imported only when used (gRPC is a heavy import).
+_EXPORTER_CLASSES = {
+    ("traces", "grpc"): ("opentelemetry.exporter.otlp.proto.grpc.trace_exporter", "OTLPSpanExporter"),
+    ("traces", "http/protobuf"): ("opentelemetry.exporter.otlp.proto.http.trace_exporter", "OTLPSpanExporter"),
+    ("metrics", "grpc"): ("opentelemetry.exporter.otlp.proto.grpc.metric_exporter", "OTLPMetricExporter"),
+    ("metrics", "http/protobuf"): ("opentelemetry.exporter.otlp.proto.http.metric_exporter", "OTLPMetricExporter"),
+}
 
 
-def _metric_exporter_factory(env: Mapping[str, str]) -> Callable[[], MetricExporter]:
-    seconds = timeout(env, "metrics")
+def _exporter_factory(env: Mapping[str, str], signal: str) -> Callable[[], object]:
+    """Returns a function building the OTLP exporter of a signal as the environment asks (protocol, timeout)."""
+    seconds = otlp_timeout(env, signal)
     kwargs = {"timeout": seconds} if seconds is not None else {}
-    if protocol(env, "metrics") == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-    else:
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-    return lambda: OTLPMetricExporter(**kwargs)
+    module, name = _EXPORTER_CLASSES[(signal, otlp_protocol(env, signal))]
+    exporter_class = getattr(importlib.import_module(module), name)
+    return lambda: exporter_class(**kwargs)
 
 
 def span_processor(env: Mapping[str, str], drops: DropCounter) -> CountingBatchSpanProcessor:
@@ -260,9 +223,9 @@ def span_processor(env: Mapping[str, str], drops: DropCounter) -> CountingBatchS
 
     Queue size, batch size and delay come from OTEL_BSP_* (SDK defaults: 2048 spans, 512 per export, 5 s).
     """
-    return CountingBatchSpanProcessor(CountingSpanExporter(_span_exporter_factory(env), drops), drops)
+    return CountingBatchSpanProcessor(CountingSpanExporter(_exporter_factory(env, "traces"), drops), drops)
 
 
 def metric_reader(env: Mapping[str, str], drops: DropCounter) -> PeriodicExportingMetricReader:
     """Returns a periodic reader around the OTLP metric exporter (interval: OTEL_METRIC_EXPORT_INTERVAL, 60 s)."""
-    return PeriodicExportingMetricReader(CountingMetricExporter(_metric_exporter_factory(env), drops))
+    return PeriodicExportingMetricReader(CountingMetricExporter(_exporter_factory(env, "metrics"), drops))

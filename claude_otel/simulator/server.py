@@ -29,7 +29,7 @@ import h11
 from . import responses
 from .faults import PROFILES, Fault, FaultError, parse_value, resolve
 
-log = logging.getLogger("claude_otel.simulator")
+log = logging.getLogger(__name__)
 
 _MAX_HEAD = 256 * 1024  # a request's head (or a chunk header) larger than this is refused with 431
 _READ = 64 * 1024

@@ -21,9 +21,9 @@ if os.environ.get("APP_CONFIGURE", "1") == "1":
 
     handle = claude_otel.configure(service_name=os.environ.get("APP_SERVICE", "test-app"))
 else:
-    import claude_otel.setup as setup
+    import claude_otel._configuration as configuration
 
-    handle = setup._handle
+    handle = configuration._handle
 
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
