@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
 
 from . import semconv
 

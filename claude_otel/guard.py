@@ -1,5 +1,9 @@
-"""Running the agent's own code so that it never raises into the application, and never hangs it.
+"""The agent's state shared by its patches, and running its own code so that it never raises into the application,
+and never hangs it.
 
+- `STATE.telemetry`: what instrument() set up (None while not instrumented);
+- `CURRENT`: the operation (SDK call) in progress in this context;
+- `suppressed()`: whether OpenTelemetry's suppress_instrumentation() is on;
 - `report(where)`: inside an `except`, logs an instrumentation error once as a
   warning with its traceback, later ones at debug level (a bug hit on every
   call must not flood the application's log);
@@ -12,27 +16,43 @@
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import logging
 import threading
 from typing import Callable
 
+from opentelemetry import context as otel_context
+
 logger = logging.getLogger(__name__)
 
 
-class _Reported:
-    """Whether the first instrumentation error has been logged as a warning (tests reset it)."""
+class _State:
+    """What instrument() set up, and whether the first instrumentation error was logged as a warning."""
 
+    telemetry = None
     warned = False
 
 
-REPORTED = _Reported()
+STATE = _State()
+
+CURRENT: contextvars.ContextVar = contextvars.ContextVar("claude_otel_operation", default=None)
+
+# OpenTelemetry's suppress_instrumentation() sets both keys; exporters and other libraries often set only the first.
+_SUPPRESS_KEY = getattr(otel_context, "_SUPPRESS_INSTRUMENTATION_KEY", "suppress_instrumentation")
+_SUPPRESS_PLAIN = "suppress_instrumentation"
+
+
+def suppressed() -> bool:
+    """Returns whether the current context asks instrumentation to stay silent (one context read); never raises."""
+    ctx = otel_context.get_current()
+    return bool(ctx.get(_SUPPRESS_KEY) or ctx.get(_SUPPRESS_PLAIN))
 
 
 def report(where: str) -> None:
     """Logs the current instrumentation error: once as a warning with its traceback, later ones at debug level."""
-    if not REPORTED.warned:
-        REPORTED.warned = True
+    if not STATE.warned:
+        STATE.warned = True
         logger.warning("claude-otel: instrumentation error in %s (the call itself is unaffected)", where,
                        exc_info=True)
     else:

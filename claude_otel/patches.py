@@ -25,7 +25,6 @@ are.
 
 from __future__ import annotations
 
-import contextvars
 import importlib
 import logging
 import sys
@@ -37,40 +36,10 @@ import wrapt
 from opentelemetry import context as otel_context
 
 from . import phases, streams
+from .guard import CURRENT, STATE, report, suppressed
 from .operation import Operation
 
-logger = logging.getLogger("claude_otel")
-
-CURRENT: contextvars.ContextVar = contextvars.ContextVar("claude_otel_operation", default=None)
-
-# OpenTelemetry's suppress_instrumentation() sets both keys; exporters and other libraries often set only the first.
-_SUPPRESS_KEY = getattr(otel_context, "_SUPPRESS_INSTRUMENTATION_KEY", "suppress_instrumentation")
-_SUPPRESS_PLAIN = "suppress_instrumentation"
-
-
-def suppressed() -> bool:
-    """Returns whether the current context asks instrumentation to stay silent (one context read); never raises."""
-    ctx = otel_context.get_current()
-    return bool(ctx.get(_SUPPRESS_KEY) or ctx.get(_SUPPRESS_PLAIN))
-
-
-class _State:
-    telemetry = None
-    warned = False
-
-
-STATE = _State()
-
-
-def report(where: str) -> None:
-    """Logs an instrumentation error: once as a warning with its traceback, later ones at debug level."""
-    if not STATE.warned:
-        STATE.warned = True
-        logger.warning("claude-otel: instrumentation error in %s (the call itself is unaffected)", where,
-                       exc_info=True)
-    else:
-        logger.debug("claude-otel: instrumentation error in %s", where, exc_info=True)
-
+logger = logging.getLogger(__name__)
 
 # -- one call ------------------------------------------------------------------------------------------------
 

@@ -12,17 +12,15 @@ a slow server (httpx's read timeout, too, only runs while a read is waiting).
 
 from __future__ import annotations
 
-import logging
 from time import perf_counter
 from typing import TYPE_CHECKING
 
 from . import errors, semconv
 from .errors import error_type
+from .guard import report
 
 if TYPE_CHECKING:  # operation imports this module
     from .operation import Attempt, Operation
-
-logger = logging.getLogger("claude_otel")
 
 RESPONSE_ATTR = "_claude_otel_attempt"
 _FIRST = frozenset({"content_block_delta", "completion"})
@@ -122,11 +120,11 @@ def _usage(op: "Operation", usage, placeholder_output: bool) -> None:
 
 
 def _safe(method, *args) -> None:
-    """Calls an Operation method, logging instead of raising."""
+    """Calls a bookkeeping function of a stream, reporting instead of raising."""
     try:
         method(*args)
     except Exception:
-        logger.debug("claude-otel: stream bookkeeping failed", exc_info=True)
+        report("stream event")
 
 
 def _failed(attempt: "Attempt", exc: BaseException, resumed: float, seen_first: bool) -> None:

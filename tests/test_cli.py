@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from prometheus_server import free_port
+from tests.helpers.procs import read_line
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -82,12 +82,13 @@ def test_run_configures_the_program_and_returns_its_exit_code(sim):
 def test_simulate_serves_the_sdk_and_stops_on_ctrl_c():
     import anthropic
 
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "claude_otel", "simulate", "--port", str(port), "--profile",
+    proc = subprocess.Popen([sys.executable, "-m", "claude_otel", "simulate", "--port", "0", "--profile",
                              "rate-limited", "--time-scale", "0.1"], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
-        line = proc.stdout.readline()
-        assert f"127.0.0.1:{port}" in line
+        line = read_line(proc, 30, "the simulator's listening line")
+        found = re.search(r"http://127\.0\.0\.1:(\d+)", line)
+        assert found and int(found.group(1)) > 0, line  # port 0 asked for: the bound one is reported
+        port = int(found.group(1))
         client = anthropic.Anthropic(base_url=f"http://127.0.0.1:{port}", api_key="k")
         raw = client.messages.with_raw_response.create(model="claude-x", max_tokens=8,
                                                        messages=[{"role": "user", "content": "hi"}])

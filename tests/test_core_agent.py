@@ -13,7 +13,7 @@ import gc
 import anthropic
 import pytest
 
-from conftest import sdk_httpx, sdk_version
+from tests.helpers.sdk import sdk_httpx, sdk_version
 
 httpx = sdk_httpx()
 MODEL = "claude-sonnet-4-5"

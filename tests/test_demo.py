@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.ports import _legacy_free_port as free_port
+from tests.helpers.procs import read_rest, read_until
 
 ROOT = Path(__file__).resolve().parent.parent
 CORE_METRICS = (
@@ -102,12 +103,13 @@ def claude_otel_command():
 
 
 def test_demo_headless_serves_every_core_metric():
-    port = free_port()
     proc = subprocess.Popen([*claude_otel_command(), "demo", "--duration", "10", "--no-tty",
-                             "--metrics-port", str(port)], env=env(), stdout=subprocess.PIPE,
+                             "--metrics-port", "0"], env=env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, cwd=ROOT)
     text = ""
     try:
+        started = read_until(proc, lambda line: "/metrics http://" in line, 40, "the demo's /metrics line")
+        port = int(re.search(r"/metrics http://127\.0\.0\.1:(\d+)", started).group(1))
         deadline = time.monotonic() + 40
         while time.monotonic() < deadline and proc.poll() is None:
             try:
@@ -120,7 +122,8 @@ def test_demo_headless_serves_every_core_metric():
             time.sleep(0.5)
         missing = [name for name in CORE_METRICS if name not in text]
         assert not missing, missing
-        out, _ = proc.communicate(timeout=60)
+        out = started + read_rest(proc, 60)
+        proc.wait(30)
     finally:
         if proc.poll() is None:
             proc.kill()

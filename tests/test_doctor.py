@@ -22,6 +22,7 @@ import pytest
 from claude_otel import doctor
 from claude_otel.doctor import checks, report
 from claude_otel.doctor.checks import FAIL, PASS, SKIP, WARN
+from tests.helpers.require import missing
 
 ROOT = Path(__file__).resolve().parent.parent
 CLEAN = {"CLAUDE_OTEL_", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "SSL_CERT_FILE", "SSL_CERT_DIR",
@@ -206,7 +207,7 @@ def make_certificate(directory: Path):
         from cryptography.x509.oid import NameOID
     except ImportError:
         if shutil.which("openssl") is None:
-            pytest.skip("neither the cryptography package nor the openssl CLI is available to make a certificate")
+            missing("neither the cryptography package nor the openssl CLI is available to make a certificate")
         subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
                         "-nodes", "-days", "1", "-subj", "/CN=localhost", "-addext",
                         "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],

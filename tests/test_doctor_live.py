@@ -20,6 +20,7 @@ import time
 import pytest
 
 from claude_otel.doctor import live
+from tests.helpers.procs import read_line
 from tests.helpers.env import ROOT, clean_env
 from tests.helpers.ports import listening_port
 from tests.helpers.prometheus import PrometheusServer, require_prometheus
@@ -89,13 +90,13 @@ def live_run(simulator):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     prom = None
     try:
-        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()[-3000:]
+        assert read_line(proc, 60, "the workload's ready line").strip() == "ready"
         port = listening_port(proc, 30)
         prom = PrometheusServer(scrape_targets=[f"127.0.0.1:{port}"], job="checkout")
         assert prom.wait_for('up{job="checkout"}', lambda v: v == 1, timeout=30) == 1, prom.log()[-3000:]
         proc.stdin.write("go\n")
         proc.stdin.flush()
-        assert proc.stdout.readline().strip() == "phase2"
+        assert read_line(proc, 120, "the workload's phase2 line").strip() == "phase2"
         time.sleep(WINDOW + 2)  # the last window holds the second phase only
         at = time.time() - 1  # a scrape has landed for the last window's end
         yield prom, at

@@ -7,6 +7,7 @@ Anything that sets the global OpenTelemetry providers runs in a subprocess (they
 from __future__ import annotations
 
 import json
+import re
 import logging
 import os
 import subprocess
@@ -27,10 +28,10 @@ from claude_otel.exporters.dropped import DropCounter, ExporterLogs
 from claude_otel.exporters.prometheus import (
     exposition_name, label_name, label_value, merge, metric_name,
 )
+from tests.helpers.procs import read_line
 from tests.helpers.app import APP, app_env, local_pipeline, run_app, scrape
 from tests.helpers.env import ROOT
 from tests.helpers.otlp import GrpcReceiver, HttpReceiver, attrs
-from tests.helpers.ports import _legacy_free_port as free_port
 
 
 # -- in-process: naming and conversion --------------------------------------------------------------------------------
@@ -315,7 +316,7 @@ def test_invalid_settings_name_the_setting_and_the_app_still_runs(sim):
                               "s.bind(('127.0.0.1', 0)); s.listen(); print(s.getsockname()[1], flush=True); "
                               "sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
-        port = int(taken.stdout.readline())
+        port = int(read_line(taken, 30, "the busy port"))
         lines, stderr = run_app(sim, CLAUDE_OTEL_PROMETHEUS_PORT=port, CLAUDE_OTEL_PROMETHEUS_ADDR="127.0.0.1",
                                 APP_CALLS=1, APP_RETRY_CALLS=0, APP_STREAMS=0)
     finally:
@@ -396,16 +397,16 @@ def test_claude_otel_run_configures_before_the_app_and_keeps_its_exit_code(sim, 
     own = tmp_path / "own"
     own.mkdir()
     (own / "sitecustomize.py").write_text("import os\nos.environ['APP_OWN_SITECUSTOMIZE'] = 'ran'\n")
-    port = free_port()
-    env = app_env(sim, CLAUDE_OTEL_PROMETHEUS_PORT=port, CLAUDE_OTEL_PROMETHEUS_ADDR="127.0.0.1", APP_CONFIGURE=0,
+    env = app_env(sim, CLAUDE_OTEL_PROMETHEUS_PORT=0, CLAUDE_OTEL_PROMETHEUS_ADDR="127.0.0.1", APP_CONFIGURE=0,
                   APP_WAIT=1, APP_EXIT=3)
     env["PYTHONPATH"] = f"{own}{os.pathsep}{ROOT}"
     probe = f"{APP}"
     proc = subprocess.Popen([sys.executable, "-m", "claude_otel", "run", "--", sys.executable, probe], env=env,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
-        out = json.loads(proc.stdout.readline())
-        assert out["prometheus_url"] == f"http://127.0.0.1:{port}/metrics"
+        out = json.loads(read_line(proc, 60, "the app's report"))
+        # port 0 asked for: the port the server bound is the one reported
+        assert re.fullmatch(r"http://127\.0\.0\.1:[1-9][0-9]*/metrics", out["prometheus_url"]), out
         text = scrape(out["prometheus_url"])
         assert 'gen_ai_client_operation_duration_seconds_count{' in text
         assert "anthropic_client_retries_total{" in text

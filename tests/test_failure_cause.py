@@ -25,7 +25,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from claude_otel import errors, semconv
-from conftest import Recorded, sdk_httpx
+from tests.helpers.recorded import Recorded
+from tests.helpers.sdk import sdk_httpx, sdk_version
 
 httpx = sdk_httpx()
 MODEL = "claude-sonnet-4-5"
@@ -497,7 +498,6 @@ def test_async_proxy_cut_mid_stream_with_the_setting(sim, agent):
 def test_the_sdks_own_span_gets_the_cause(sim, agent, monkeypatch):
     from opentelemetry import trace
 
-    from conftest import sdk_version
 
     if sdk_version() < (1, 14):
         pytest.skip("the SDK's own call span exists from anthropic 1.14")

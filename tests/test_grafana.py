@@ -6,7 +6,7 @@ Two workloads: a synthetic exposition made here (90 minutes of scrapes: timeouts
 gaps near a proxy idle timeout, rate limits, a service going silent), backfilled with promtool, where the alerts
 must fire exactly where the workload says; and a real `claude-otel demo` scraped live with the rules loaded.
 To add another input, append a Workload to WORKLOADS: any OpenMetrics text with timestamps works
-(prometheus_harness.scrapes_to_openmetrics turns several untimestamped scrapes into one).
+(tests.helpers.prometheus.scrapes_to_openmetrics turns several untimestamped scrapes into one).
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ import promql_parser
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from prometheus_harness import PrometheusServer, PrometheusUnavailable, free_port, scrapes_to_openmetrics, tool  # noqa: E402
+from tests.helpers.procs import read_rest, read_until  # noqa: E402
+from tests.helpers.prometheus import PrometheusServer, PrometheusUnavailable, scrapes_to_openmetrics, tool  # noqa: E402
+from tests.helpers.require import missing, require_module  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 GRAFANA = ROOT / "grafana"
@@ -81,9 +82,7 @@ def promtool() -> str:
     try:
         return tool("promtool")
     except PrometheusUnavailable as e:
-        if os.environ.get("CI"):
-            pytest.fail(f"{e}: CI must have it (tests/setup.sh installs Debian's prometheus package)")
-        pytest.skip(str(e))
+        missing(f"{e}: tests/setup.sh installs Debian's prometheus package")
 
 
 def require_prometheus() -> None:
@@ -91,9 +90,7 @@ def require_prometheus() -> None:
         tool("prometheus")
         tool("promtool")
     except PrometheusUnavailable as e:
-        if os.environ.get("CI"):
-            pytest.fail(f"{e}: CI must have it (tests/setup.sh installs Debian's prometheus package)")
-        pytest.skip(str(e))
+        missing(f"{e}: tests/setup.sh installs Debian's prometheus package")
 
 
 # -- reading the files -------------------------------------------------------------------------------------------
@@ -307,7 +304,7 @@ def test_every_expression_parses_and_uses_only_contract_metrics_and_recording_ru
 
 def test_contract_matches_what_claude_otel_exposes():
     """The metric contract the dashboards are written against is what the agent's Prometheus exporter names."""
-    semconv = pytest.importorskip("claude_otel.semconv")
+    semconv = require_module("claude_otel.semconv")
     from claude_otel.exporters.prometheus import exposition_name
 
     instruments = {
@@ -402,7 +399,7 @@ def _diff(original, roundtrip, path="") -> List[str]:
 def test_dashboards_and_grafana_alerts_load_into_grafana_11_6_types():
     """Round-trips every dashboard and Grafana-managed alert query through grafana-foundation-sdk's Grafana 11.6
     models: a field the SDK does not know (misspelt, wrong place, wrong type) is lost on the way and reported."""
-    sdk = pytest.importorskip("grafana_foundation_sdk", reason="pip install 'grafana-foundation-sdk==1769699379!11.6.0'")
+    require_module("grafana_foundation_sdk", "pip install 'grafana-foundation-sdk==1769699379!11.6.0'")
     from importlib.metadata import version
 
     assert version("grafana-foundation-sdk").endswith("11.6.0"), "pin the Grafana 11.6 build of the SDK"
@@ -826,16 +823,23 @@ def test_every_query_returns_data_from_a_live_scrape_of_claude_otel_demo(tmp_pat
             group["interval"] = "1s"
         (tmp_path / path.name).write_text(yaml.safe_dump(groups))
         rule_files.append(str(tmp_path / path.name))
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CLAUDE_OTEL_"))}
     env.update(PYTHONPATH=str(ROOT), CLAUDE_OTEL_CHUNK_METRICS="true")
     if names == "latest":
         env["OTEL_SEMCONV_STABILITY_OPT_IN"] = "gen_ai_latest_experimental"
     absent = LATEST_SERIES if names == "default" else DEFAULT_GEN_AI_SERIES
+    # the demo binds /metrics to a port of its own choosing and says which; Prometheus then scrapes that one
+    demo = subprocess.Popen([sys.executable, "-m", "claude_otel", "demo", "--duration", "18", "--rate", "6",
+                             "--no-tty", "--metrics-port", "0"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    try:
+        started = read_until(demo, lambda line: "/metrics http://" in line, 60, "the demo's /metrics line")
+        port = int(re.search(r"/metrics http://127\.0\.0\.1:(\d+)", started).group(1))
+    except BaseException:
+        demo.kill()
+        demo.wait()
+        raise
     with PrometheusServer(scrape_targets=[f"127.0.0.1:{port}"], rule_files=rule_files) as prom:
-        demo = subprocess.Popen([sys.executable, "-m", "claude_otel", "demo", "--duration", "18", "--rate", "6",
-                                 "--no-tty", "--metrics-port", str(port)], env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, cwd=ROOT)
         try:
             last = None
             deadline = time.monotonic() + 60
@@ -845,7 +849,8 @@ def test_every_query_returns_data_from_a_live_scrape_of_claude_otel_demo(tmp_pat
                 if scraped:
                     last = scraped
                 time.sleep(1)
-            out = demo.communicate(timeout=60)[0]
+            out = started + read_rest(demo, 60)
+            demo.wait(30)
         finally:
             if demo.poll() is None:
                 demo.kill()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 import urllib.request
@@ -14,9 +15,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from claude_otel import semconv
 from claude_otel.exporters.prometheus import exposition as prom_exporter
 from claude_otel.exporters.prometheus import PrometheusReader, registry_for
+from tests.helpers.procs import read_line
 from tests.helpers.app import APP, app_env, local_pipeline, scrape
 from tests.helpers.env import ROOT
-from tests.helpers.ports import _legacy_free_port as free_port
 from tests.helpers.prometheus import PrometheusServer
 from tests.helpers.require import require_tool
 
@@ -26,14 +27,14 @@ def promtool_check(text: str) -> subprocess.CompletedProcess:
 
 
 def test_real_prometheus_scrapes_metrics_with_exemplars(sim, tmp_path):
-    port = free_port()
     proc = subprocess.Popen([sys.executable, APP], env=app_env(
-        sim, CLAUDE_OTEL_PROMETHEUS_PORT=port, CLAUDE_OTEL_PROMETHEUS_ADDR="127.0.0.1", APP_WAIT=1, APP_CALLS=3,
+        sim, CLAUDE_OTEL_PROMETHEUS_PORT=0, CLAUDE_OTEL_PROMETHEUS_ADDR="127.0.0.1", APP_WAIT=1, APP_CALLS=3,
         APP_RETRY_CALLS=1, APP_STREAMS=2), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     prom = None
     try:
-        out = json.loads(proc.stdout.readline())
-        assert out["prometheus_url"] == f"http://127.0.0.1:{port}/metrics"
+        out = json.loads(read_line(proc, 60, "the app's report"))
+        # port 0 asked for: the port the server bound is the one reported
+        assert re.fullmatch(r"http://127\.0\.0\.1:[1-9][0-9]*/metrics", out["prometheus_url"]), out
         text = scrape(out["prometheus_url"])
         for name in ("gen_ai_client_operation_duration_seconds_bucket", "anthropic_client_retries_total",
                      "anthropic_client_timeout_utilization_bucket", "gen_ai_client_token_usage_bucket",
@@ -48,6 +49,7 @@ def test_real_prometheus_scrapes_metrics_with_exemplars(sim, tmp_path):
         openmetrics = scrape(out["prometheus_url"], openmetrics=True)
         assert "# {span_id=" in openmetrics and openmetrics.rstrip().endswith("# EOF")
 
+        port = int(out["prometheus_url"].split(":")[2].split("/")[0])
         prom = PrometheusServer(scrape_targets=[f"127.0.0.1:{port}"])
         assert prom.wait_for("sum(anthropic_client_retries_total)", lambda v: v == 2) == 2  # forced by the sim
         assert prom.value("sum(gen_ai_client_operation_duration_seconds_count)") == 6  # 3 + 1 + 2 calls
@@ -133,7 +135,7 @@ def test_port_zero_serves_on_a_free_port_and_reports_its_url(sim):
     proc = subprocess.Popen([sys.executable, "-c", script], env=app_env(sim), stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
-        url = json.loads(proc.stdout.readline())
+        url = json.loads(read_line(proc, 60, "the app's /metrics URL"))
         assert url.startswith("http://127.0.0.1:") and url.endswith("/metrics")
         with urllib.request.urlopen(url, timeout=10) as r:
             assert r.status == 200 and "text/plain" in r.headers["content-type"]

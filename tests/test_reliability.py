@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import logging
 import math
 import os
@@ -27,7 +26,8 @@ from opentelemetry.sdk.trace import SpanProcessor
 
 from claude_otel import ClaudeInstrumentor, headers, timeouts
 from claude_otel.settings import SETTINGS, SettingError
-from conftest import sdk_httpx
+from tests.helpers.procs import read_fd, wait_pid
+from tests.helpers.sdk import sdk_httpx
 
 httpx = sdk_httpx()
 ROOT = Path(__file__).resolve().parent.parent
@@ -286,8 +286,8 @@ def test_fork_after_instrument_keeps_working(sim, recorded):
             os.write(write, bytes([code]))
             os._exit(code)
     os.close(write)
-    status = os.read(read, 1)
-    os.waitpid(pid, 0)
+    status = read_fd(read, 1, 60, "the forked child's verdict")
+    wait_pid(pid, 60)
     assert status == b"\x00"
     assert recorded.total("gen_ai.client.operation.duration") == 1  # the parent's own count is untouched
 
@@ -380,18 +380,16 @@ SECRETS = ("sk-ant-api03-RECOGNISABLE-KEY", "Bearer RECOGNISABLE-TOKEN", "RECOGN
 
 
 def test_no_secret_reaches_otlp_metrics_or_logs(sim, tmp_path):
-    from otlp_receiver import HttpReceiver
-    from prometheus_server import free_port
+    from tests.helpers.otlp import HttpReceiver
 
     receiver = HttpReceiver()
-    port = free_port()
     script = f"""
 import logging, sys, urllib.request, anthropic, claude_otel
 logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 # the agent's and the OpenTelemetry pipeline's own log lines, at their most verbose (the SDK's are its own)
 logging.getLogger("claude_otel").setLevel(logging.DEBUG)
 logging.getLogger("opentelemetry").setLevel(logging.DEBUG)
-h = claude_otel.configure(service_name="secrets", prometheus_port={port}, prometheus_addr="127.0.0.1")
+h = claude_otel.configure(service_name="secrets", prometheus_port=0, prometheus_addr="127.0.0.1")
 c = anthropic.Anthropic(base_url="{sim.base_url}", api_key="{SECRETS[0]}",
                         default_headers={{"x-custom-secret": "{SECRETS[2]}"}})
 msgs = [{{"role": "user", "content": "{SECRETS[3]}"}}]
@@ -401,7 +399,7 @@ try:
     c.messages.create(model="claude-x", max_tokens=8, messages=msgs, extra_headers={{"x-sim-fail-attempts": "9"}})
 except anthropic.APIStatusError:
     pass
-print(urllib.request.urlopen("{f'http://127.0.0.1:{port}/metrics'}").read().decode())
+print(urllib.request.urlopen(h.prometheus_url).read().decode())
 h.shutdown()
 """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CLAUDE_OTEL_"))}

@@ -25,6 +25,7 @@ import pytest
 
 from claude_otel.simulator import PROFILES, Fault, Simulator
 from claude_otel.simulator.faults import FaultError, resolve
+from tests.helpers.procs import read_line
 from tests.helpers.sdk import sdk_httpx, sdk_version
 
 httpx = sdk_httpx()
@@ -506,9 +507,9 @@ def test_cli_serves_with_fault_flags_and_stops_on_ctrl_c():
                              "--time-scale", "0.1", "--output-tokens", "3"], stdout=subprocess.PIPE, text=True,
                             cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     try:
-        first = proc.stdout.readline()
+        first = read_line(proc, 30, "the listening line")
         url = re.search(r"http://127\.0\.0\.1:\d+", first).group(0)
-        assert f"export ANTHROPIC_BASE_URL={url}" in proc.stdout.readline()
+        assert f"export ANTHROPIC_BASE_URL={url}" in read_line(proc, 30, "the export line")
         raw = anthropic.Anthropic(base_url=url, api_key="k").messages.with_raw_response.create(
             model="m", max_tokens=8, messages=MESSAGES)
         assert raw.retries_taken == 1 and raw.parse().usage.output_tokens == 3

@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import math
 
-import pytest
-
 from claude_otel import errors, headers, timeouts
 from claude_otel.attributes import ModelGuard, operation_name, route
 from claude_otel.settings import Settings
+from tests.helpers.procs import wait_pid
 
 
 class _Timeout:
@@ -137,6 +136,6 @@ def test_in_flight_counts_start_empty_and_unlocked_in_a_forked_child():
                 os._exit(0 if in_flight.value(("m",)) == 1 else 1)
             finally:
                 os._exit(2)
-    _, status = os.waitpid(pid, 0)
+    status = wait_pid(pid, 30)
     assert os.waitstatus_to_exitcode(status) == 0
     assert in_flight.value(("m",)) == 1

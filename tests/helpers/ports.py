@@ -33,13 +33,6 @@ def closed_port() -> int:
     return s.getsockname()[1]
 
 
-def _legacy_free_port() -> int:
-    """Returns a port that was free a moment ago (bind-then-close: racy); only for callers not yet moved."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _socket_inodes(pid: int) -> Set[str]:
     inodes = set()
     try:

@@ -69,6 +69,25 @@ def read_line(proc: subprocess.Popen, timeout: float = 30.0, what: str = "a line
     return line
 
 
+def read_rest(proc: subprocess.Popen, timeout: float = 30.0) -> str:
+    """Returns the rest of `proc.stdout` once the child closed it, waiting at most `timeout` seconds; raises
+    AssertionError when it is still open then (for a child already read with read_line)."""
+    reader = _reader(proc)
+    deadline = time.monotonic() + timeout
+    rest = []
+    while True:
+        try:
+            line = reader.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise AssertionError(f"pid {proc.pid} still writes after {timeout} s; last: {''.join(rest)[-2000:]!r}") \
+                from None
+        if line is _EOF:
+            reader.lines.put(_EOF)
+            return "".join(rest)
+        reader.seen.append(line)
+        rest.append(line)
+
+
 def read_until(proc: subprocess.Popen, predicate: Callable[[str], bool], timeout: float = 30.0,
                what: str = "the expected line") -> str:
     """Returns the first line of `proc.stdout` for which `predicate` holds, all within `timeout` seconds; raises
