@@ -46,20 +46,32 @@ pip_quiet .venv/bin/pip install -e '.[test]' "anthropic[aiohttp]==$NEWEST"
 
 echo "== SDK matrix venvs: $MATRIX"
 mkdir -p .venvs
+# claude-otel's own dependencies, read from pyproject.toml: the venvs install them side by side, and claude-otel
+# itself afterwards, one venv at a time (an editable install writes the build metadata into this one tree).
+deps=$(.venv/bin/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))')
+mapfile -t deps <<<"$deps"
 pids=()
+fresh=()
 for version in $MATRIX; do
+  venv=.venvs/anthropic-$version
+  if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import anthropic, claude_otel, pytest, sys; import aiohttp; sys.exit(anthropic.__version__ != '$version')" 2>/dev/null; then
+    continue
+  fi
+  fresh+=("$venv")
   (
-    venv=.venvs/anthropic-$version
-    if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import anthropic, claude_otel, pytest, sys; import aiohttp; sys.exit(anthropic.__version__ != '$version')" 2>/dev/null; then
-      rm -rf "$venv"
-      "$PYTHON" -m venv "$venv"
-      # the aiohttp extra: tests/test_sdk_surfaces.py tests DefaultAioHttpClient on every version that has it
-      pip_quiet "$venv/bin/pip" install -e . "anthropic[aiohttp]==$version" aiohttp pytest pytest-asyncio
-    fi
-    "$venv/bin/python" -c "import anthropic; print('   $venv: anthropic', anthropic.__version__)"
+    rm -rf "$venv"
+    "$PYTHON" -m venv "$venv"
+    # the aiohttp extra: tests/test_sdk_surfaces.py tests DefaultAioHttpClient on every version that has it
+    pip_quiet "$venv/bin/pip" install "${deps[@]}" "anthropic[aiohttp]==$version" aiohttp pytest pytest-asyncio
   ) &
   pids+=($!)
 done
 status=0
 for pid in "${pids[@]}"; do wait "$pid" || status=1; done
-exit $status
+[ $status = 0 ] || exit $status
+for venv in "${fresh[@]}"; do
+  pip_quiet "$venv/bin/pip" install --no-deps -e .
+done
+for version in $MATRIX; do
+  .venvs/anthropic-$version/bin/python -c "import anthropic, claude_otel; print('   .venvs/anthropic-$version: anthropic', anthropic.__version__)"
+done
