@@ -10,6 +10,7 @@ import subprocess
 import sys
 import urllib.request
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from claude_otel import semconv
@@ -70,26 +71,43 @@ def test_real_prometheus_scrapes_metrics_with_exemplars(sim, tmp_path):
         proc.wait(30)
 
 
-def test_promtool_accepts_every_contract_metric():
+@pytest.mark.parametrize("latest", [False, True], ids=["default-names", "latest-conventions"])
+def test_promtool_accepts_every_contract_metric(latest):
+    """The agent's own instruments (both name sets), one value recorded in each, exposed and checked by promtool."""
+    from opentelemetry.metrics import Counter, Histogram, UpDownCounter
+
+    from claude_otel.metrics import Instruments
+
     meter, tracer, _, registry, _ = local_pipeline()
-    labels = {semconv.REQUEST_MODEL: "m", semconv.OPERATION_NAME: "chat", semconv.REQUEST_STREAM: True}
+    ins = Instruments(meter, chunk_metrics=True, latest=latest)
+    labels = {semconv.REQUEST_MODEL: "m", semconv.OPERATION_NAME: "chat", ins.stream_attribute: True}
+    recorded = 0
     with tracer.start_as_current_span("call"):
-        for name, unit, buckets in ((semconv.OPERATION_DURATION, "s", semconv.DURATION_BUCKETS),
-                                    (semconv.TOKEN_USAGE, "{token}", semconv.TOKEN_BUCKETS),
-                                    (semconv.TIMEOUT_UTILIZATION, "1", semconv.UTILIZATION_BUCKETS)):
-            meter.create_histogram(name, unit=unit, description="d", explicit_bucket_boundaries_advisory=buckets
-                                   ).record(0.3, labels)
-    for name, unit in ((semconv.RETRIES, "{retry}"), (semconv.TIMEOUTS, "{timeout}"),
-                       (semconv.EXPORTER_DROPPED, "{item}")):
-        meter.create_counter(name, unit=unit, description="d").add(1, labels)
-    meter.create_up_down_counter(semconv.ACTIVE_REQUESTS, unit="{request}", description="d").add(1, labels)
-    meter.create_gauge(semconv.RATELIMIT_REMAINING, unit="{unit}", description="d").set(5, labels)
+        for instrument in vars(ins).values():
+            if isinstance(instrument, Histogram):
+                instrument.record(0.3, labels)
+            elif isinstance(instrument, (Counter, UpDownCounter)):
+                instrument.add(1, labels)
+            elif hasattr(instrument, "set"):  # the rate-limit gauge
+                instrument.set(5, labels)
+            else:
+                continue
+            recorded += 1
+        ins.in_flight.add(("m",), labels, 1)
     text = generate_latest(registry).decode()
     check = promtool_check(text)
     assert check.returncode == 0 and not check.stdout.strip() and not check.stderr.strip(), (check, text)
-    for name in ("anthropic_client_timeouts_total", "claude_otel_exporter_dropped_total",
-                 "gen_ai_client_token_usage_bucket", "anthropic_client_timeout_utilization_bucket"):
-        assert name in text
+    if latest:
+        expected = ("gen_ai_client_inference_duration_seconds_bucket", "gen_ai_client_inference_usage_input_tokens_total",
+                    "gen_ai_client_inference_operation_input_tokens_bucket")
+    else:
+        expected = ("gen_ai_client_operation_duration_seconds_bucket", "gen_ai_client_token_usage_bucket",
+                    "gen_ai_client_operation_time_per_output_chunk_seconds_bucket")
+    for name in expected + ("anthropic_client_timeouts_total", "anthropic_client_timeout_utilization_bucket",
+                            "anthropic_client_active_requests", "anthropic_ratelimit_remaining",
+                            "anthropic_client_prefill_duration_seconds_bucket"):
+        assert name in text, name
+    assert recorded >= (14 if latest else 11), recorded  # every instrument the agent has was exercised
 
 
 def call_wsgi(app) -> str:
