@@ -140,3 +140,23 @@ def test_in_flight_counts_start_empty_and_unlocked_in_a_forked_child():
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert in_flight.value(("m",)) == 1
+
+
+def test_a_class_under_two_module_names_is_patched_once(monkeypatch):
+    # httpx2.alias_httpx() (the SDK's own test suite calls it) makes `import httpx` give httpx2: each send was
+    # wrapped twice, so every HTTP request counted as two attempts and a retry.
+    import sys
+
+    httpx2 = pytest.importorskip("httpx2")
+    from claude_otel import patches
+
+    monkeypatch.setitem(sys.modules, "httpx", httpx2)
+    assert not patches._applied, "another test left the agent instrumented"
+    try:
+        patches.apply()
+        sends = [(cls, attr) for cls, attr, _, _ in patches._applied if attr == "send"]
+        assert sorted(cls.__name__ for cls, _ in sends) == ["AsyncClient", "Client"]
+    finally:
+        patches.remove()
+    assert "__wrapped__" not in dir(httpx2.Client.__dict__["send"])
+
