@@ -428,17 +428,20 @@ class Operation:
         """Copies token counts from a usage dict; message_start's output count is only a placeholder."""
         if not isinstance(usage, dict):
             return
-        value = usage.get("input_tokens")
-        if isinstance(value, int) and value > 0:
+        # Only whole, non-negative counts (spans.token_count), as for a returned Message: a gateway's or a mock's
+        # usage may hold strings, floats, booleans or negatives, which are left out rather than recorded wrong.
+        count = spans.token_count
+        value = count(usage.get("input_tokens"))
+        if value:
             self.input_tokens = value
-        value = usage.get("cache_read_input_tokens")
-        if isinstance(value, int):
+        value = count(usage.get("cache_read_input_tokens"))
+        if value is not None:
             self.cache_read = value
-        value = usage.get("cache_creation_input_tokens")
-        if isinstance(value, int):
+        value = count(usage.get("cache_creation_input_tokens"))
+        if value is not None:
             self.cache_creation = value
-        value = usage.get("output_tokens")
-        if isinstance(value, int) and not placeholder_output:
+        value = count(usage.get("output_tokens"))
+        if value is not None and not placeholder_output:
             self.output_tokens = value
 
     # -- the end --------------------------------------------------------------------------------------------
