@@ -559,6 +559,15 @@ class Operation:
             done[semconv.STREAM_CLOSED_EARLY] = True
         if self.output_parts:
             done[semconv.OUTPUT_MESSAGES] = spans.truncate("".join(self.output_parts), self.tel.content_max_chars)
+        if not self.own_span:
+            # The SDK's own span: add only what it lacks.  It reads the response's id, model, usage and stop
+            # reason itself (as gen_ai.response.*, gen_ai.usage.* and anthropic.message.stop_reason), and leaves
+            # out on purpose what it cannot trust (a stream cut before message_delta); no duplicate under our names.
+            for name in (semconv.RESPONSE_ID, semconv.RESPONSE_MODEL, semconv.USAGE_INPUT_TOKENS,
+                         semconv.USAGE_OUTPUT_TOKENS, semconv.USAGE_CACHE_READ,
+                         self.tel.instruments.cache_write_attribute, semconv.RESPONSE_FINISH_REASONS,
+                         *spans.attributes_of(span)):
+                done.pop(name, None)
         span.set_attributes(done)
 
     def body_ended(self, now: float) -> None:
