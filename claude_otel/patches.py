@@ -434,6 +434,8 @@ def apply() -> List[str]:
         cls = getattr(module, class_name, None)
         if cls is None or attr not in cls.__dict__:
             continue
+        if any(seen is cls and seen_attr == attr for seen, seen_attr, _, _ in _applied):
+            continue  # one class under two module names (httpx2.alias_httpx() makes `httpx` be httpx2): patch once
         original = cls.__dict__[attr]
         wrapt.wrap_function_wrapper(cls, attr, wrapper)
         _applied.append((cls, attr, original, cls.__dict__[attr]))

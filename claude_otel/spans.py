@@ -282,6 +282,14 @@ def describe(op, chunked, closed_early: bool) -> None:
         done[semconv.STREAM_CLOSED_EARLY] = True
     if op.output_parts:
         done[semconv.OUTPUT_MESSAGES] = truncate("".join(op.output_parts), op.tel.content_max_chars)
+    if not op.own_span:
+        # The SDK's own span: add only what it lacks.  It reads the response's id, model, usage and stop reason
+        # itself (as gen_ai.response.*, gen_ai.usage.* and anthropic.message.stop_reason), and leaves out on purpose
+        # what it cannot trust (a stream cut before message_delta); no duplicate under our names.
+        for name in (semconv.RESPONSE_ID, semconv.RESPONSE_MODEL, semconv.USAGE_INPUT_TOKENS,
+                     semconv.USAGE_OUTPUT_TOKENS, semconv.USAGE_CACHE_READ, op.tel.instruments.cache_write_attribute,
+                     semconv.RESPONSE_FINISH_REASONS, *attributes_of(span)):
+            done.pop(name, None)
     span.set_attributes(done)
 
 

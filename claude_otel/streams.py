@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from . import errors, semconv
 from .errors import error_type
 from .guard import report
+from .spans import token_count
 
 if TYPE_CHECKING:  # operation imports this module
     from .operation import Attempt, Operation
@@ -105,17 +106,20 @@ def _usage(op: "Operation", usage, placeholder_output: bool) -> None:
     """Copies token counts from a stream's usage dict; message_start's output count is only a placeholder."""
     if not isinstance(usage, dict):
         return
-    value = usage.get("input_tokens")
-    if isinstance(value, int) and value > 0:
+    # Only whole, non-negative counts (spans.token_count), as for a returned Message: a gateway's or a mock's usage
+    # may hold strings, floats, booleans or negatives, which are left out rather than recorded wrong.
+    count = token_count
+    value = count(usage.get("input_tokens"))
+    if value:
         op.input_tokens = value
-    value = usage.get("cache_read_input_tokens")
-    if isinstance(value, int):
+    value = count(usage.get("cache_read_input_tokens"))
+    if value is not None:
         op.cache_read = value
-    value = usage.get("cache_creation_input_tokens")
-    if isinstance(value, int):
+    value = count(usage.get("cache_creation_input_tokens"))
+    if value is not None:
         op.cache_creation = value
-    value = usage.get("output_tokens")
-    if isinstance(value, int) and not placeholder_output:
+    value = count(usage.get("output_tokens"))
+    if value is not None and not placeholder_output:
         op.output_tokens = value
 
 

@@ -103,6 +103,25 @@ def test_enriched_sdk_span_agrees_with_the_sdks_own_input_sum(sim, recorded, mon
     assert recorded.hist_sum("gen_ai.client.token.usage", gen_ai__token__type="input") == 20
 
 
+@pytest.mark.skipif(sdk_version() < (1, 14), reason="the SDK's own call span exists from anthropic 1.14")
+def test_enriched_streamed_sdk_span_gets_no_duplicate_of_what_the_sdk_records(sim, recorded, monkeypatch):
+    # The SDK's span of a stream is still open when the agent finishes the call (at message_stop): the agent adds
+    # its timings, never its own copy of the response's id, model, usage or stop reason (the SDK's own tests check
+    # that gen_ai.response.finish_reasons is absent beside anthropic.message.stop_reason).
+    monkeypatch.delenv("ANTHROPIC_OPEN_TELEMETRY", raising=False)
+    c = client(sim, open_telemetry={"tracer_provider": recorded.tracer_provider})
+    for _ in c.messages.create(model=MODEL, max_tokens=16, messages=MESSAGES, stream=True, extra_headers=CACHED):
+        pass
+    [sdk_span] = [s for s in recorded.spans() if s.instrumentation_scope.name != "claude_otel"]
+    attrs = sdk_span.attributes
+    assert attrs["anthropic.message.stop_reason"] == "end_turn"
+    assert "gen_ai.response.finish_reasons" not in attrs
+    assert "gen_ai.usage.cache_creation.input_tokens" not in attrs  # the SDK's is gen_ai.usage.cache_write.*
+    assert attrs["gen_ai.usage.input_tokens"] == TOTAL_INPUT  # the SDK's own sum
+    assert "anthropic.prefill.duration" in attrs and attrs["anthropic.attempt.count"] == 1
+    assert recorded.hist_sum("gen_ai.client.token.usage", gen_ai__token__type="cache_creation") == 300
+
+
 # -- suppress_instrumentation --------------------------------------------------------------------------------------
 
 def test_suppressed_calls_record_nothing_sync_and_streamed(sim, recorded):

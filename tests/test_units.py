@@ -139,3 +139,58 @@ def test_in_flight_counts_start_empty_and_unlocked_in_a_forked_child():
     status = wait_pid(pid, 30)
     assert os.waitstatus_to_exitcode(status) == 0
     assert in_flight.value(("m",)) == 1
+
+
+def test_a_class_under_two_module_names_is_patched_once(monkeypatch):
+    # httpx2.alias_httpx() (the SDK's own test suite calls it) makes `import httpx` give httpx2: each send was
+    # wrapped twice, so every HTTP request counted as two attempts and a retry.
+    import sys
+
+    httpx2 = pytest.importorskip("httpx2")
+    from claude_otel import patches
+
+    monkeypatch.setitem(sys.modules, "httpx", httpx2)
+    assert not patches._applied, "another test left the agent instrumented"
+    try:
+        patches.apply()
+        sends = [(cls, attr) for cls, attr, _, _ in patches._applied if attr == "send"]
+        assert sorted(cls.__name__ for cls, _ in sends) == ["AsyncClient", "Client"]
+    finally:
+        patches.remove()
+    assert "__wrapped__" not in dir(httpx2.Client.__dict__["send"])
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["returned", "streamed"])
+@pytest.mark.parametrize("value", ["12", 12.5, True, -3, None, b"7", [1], float("nan"), 10**30],
+                         ids=["str", "float", "bool", "negative", "none", "bytes", "list", "nan", "huge"])
+def test_token_counts_of_any_shape_end_the_call_and_record_only_whole_counts(value, stream):
+    # The SDK's own tests (non-strict validation) give usage counts as strings: recording one raised
+    # `TypeError: must be real number, not str` at request end and lost the call's telemetry.
+    from types import SimpleNamespace
+
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from claude_otel.operation import Operation
+    from claude_otel.telemetry import Telemetry
+
+    reader = InMemoryMetricReader()
+    tel = Telemetry(TracerProvider(), MeterProvider(metric_readers=[reader]))
+    options = SimpleNamespace(method="post", url="/v1/messages", json_data={"model": "m", "max_tokens": 8})
+    op = Operation(tel, SimpleNamespace(base_url=None), options, stream)
+    fields = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+    if stream:
+        op._usage({name: value for name in fields}, placeholder_output=False)
+        op.finish(op.start + 1.0)
+    else:
+        op.returned(SimpleNamespace(usage=SimpleNamespace(**{name: value for name in fields}), id="msg_1",
+                                    model="m", stop_reason="end_turn"))
+    assert op.finished
+    data = reader.get_metrics_data()
+    points = {metric.name: list(metric.data.data_points) for rm in data.resource_metrics
+              for sm in rm.scope_metrics for metric in sm.metrics}
+    assert len(points["gen_ai.client.operation.duration"]) == 1
+    whole = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    tokens = points.get("gen_ai.client.token.usage", [])
+    assert [p.sum for p in tokens] == ([value] * 4 if whole else [])
