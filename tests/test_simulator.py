@@ -25,7 +25,7 @@ import pytest
 
 from claude_otel.simulator import PROFILES, Fault, Simulator
 from claude_otel.simulator.faults import FaultError, resolve
-from tests.helpers.procs import read_line
+from tests.helpers.procs import read_line, read_rest
 from tests.helpers.sdk import sdk_httpx, sdk_version
 
 httpx = sdk_httpx()
@@ -516,7 +516,7 @@ def test_cli_serves_with_fault_flags_and_stops_on_ctrl_c():
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(15) == 0
-    assert "stopped" in proc.stdout.read()
+    assert "stopped" in read_rest(proc, 10)
     listing = subprocess.run([sys.executable, "-c", code, "--list-profiles"], capture_output=True, text=True,
                              cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert listing.returncode == 0 and all(name in listing.stdout for name in PROFILES)
