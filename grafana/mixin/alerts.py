@@ -254,7 +254,9 @@ def kind_template(a: Alert) -> str:
     """Returns the timeout_kind annotation: the alert's own label, else the phase of most timed-out attempts."""
     if a.scope == "job":
         return "n/a (not about calls)"
-    if KIND in a.expr:
+    # the headroom rules keep the timeout kind as a label of their own (recording.py): a warning before any timeout
+    # names the limit being approached, not "no attempt timed out"
+    if KIND in a.expr or "timeout_utilization_over_" in a.expr:
         return "{{ $labels.anthropic_timeout_kind }}"
     fmt, args = label_matchers(a.scope)
     query = (f"topk(1, sum by (anthropic_timeout_phase) (claude:attempt_timeouts:rate5m{{{fmt}}}) > 0)")
@@ -277,7 +279,7 @@ def cause_template(a: Alert) -> str:
     return ('{{ with query (printf "' + query.replace('"', '\\"') + '" ' + args + ') }}{{ with first . }}'
             '{{ or .Labels.anthropic_failure_cause "unrecorded" }} ({{ .Value | humanizePercentage }} of the '
             f'{of} calls in the last {CAUSE_WINDOW}{stream}){{{{ end }}}}{{{{ else }}}}'
-            f'none: no call {of.split("-")[-1]} in the last {CAUSE_WINDOW}{{{{ end }}}}')
+            f'none: no call {of.replace("-", " ")} in the last {CAUSE_WINDOW}{{{{ end }}}}')
 
 
 def threshold_template(a: Alert) -> str:
