@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import math
 
+import pytest
+
 from claude_otel import errors, headers, timeouts
 from claude_otel.attributes import ModelGuard, operation_name, route
 from claude_otel.settings import Settings
