@@ -7,9 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# slow: a --quick run takes about a minute alone and over two on a busy 2-core machine (pyproject's 120 s)
+@pytest.mark.slow
 def test_overhead_benchmark_runs_and_prints_its_table(tmp_path):
     out = tmp_path / "overhead.json"
     result = subprocess.run([sys.executable, "tests/benchmarks/overhead.py", "--quick", "--only", "bare,claude-otel",
