@@ -573,6 +573,23 @@ async def test_async_stream_times_its_gaps_once_and_ends_a_closed_stream_at_its_
     between(op.sum, 0.75 * 0.9, 0.75 + SLACK + 0.3)
 
 
+async def test_async_stream_content_is_captured_when_opted_in(sim, recorded):
+    from claude_otel import ClaudeInstrumentor
+
+    ClaudeInstrumentor().uninstrument()
+    ClaudeInstrumentor().instrument(tracer_provider=recorded.tracer_provider, meter_provider=recorded.meter_provider,
+                                    capture_content=True, content_max_chars=200)
+    stream = await aclient(sim).messages.create(model=MODEL, max_tokens=64, messages=MESSAGES, stream=True,
+                                                extra_headers=faults(text="async words arrive", output_tokens=3))
+    text = ""
+    async for event in stream:
+        if event.type == "content_block_delta":
+            text += event.delta.text
+    assert text == "async words arrive"
+    [span] = recorded.operation_spans()
+    assert span.attributes["gen_ai.output.messages"] == text
+
+
 # -- the application never notices ------------------------------------------------------------------------------
 
 def test_types_and_uninstrument_restore_everything(sim, recorded):
