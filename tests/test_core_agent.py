@@ -390,6 +390,20 @@ def test_break_close_and_drop_end_every_span_once_without_error(sim, recorded):
     assert sum(1 for s in ops if s.attributes.get("anthropic.stream.closed_early")) == 4
 
 
+def test_a_closed_stream_ends_at_its_last_event_read(sim, recorded):
+    # closed after four tokens 0.25 s apart: the call ends at its last event read (0.75 s in), not at the headers
+    stream = create(client(sim, timeout=5.0), stream=True, headers=faults(output_tokens=20, token_delay=0.25))
+    deltas = 0
+    for event in stream:
+        deltas += event.type == "content_block_delta"
+        if deltas == 4:
+            break
+    stream.close()
+    [op] = recorded.points("gen_ai.client.operation.duration")
+    assert op.count == 1 and "error.type" not in op.attrs
+    between(op.sum, 0.75 * 0.9, 0.75 + SLACK + 0.3)
+
+
 def test_message_stream_helper_keeps_types_and_results(sim, recorded):
     from anthropic.lib.streaming import MessageStream, MessageStreamManager
 
