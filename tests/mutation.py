@@ -4,7 +4,8 @@ A script, not a test module and not a CI step (pytest collects only test_*.py, s
 
     nice .venv/bin/python tests/mutation.py --max-per-module 12        # a sample of each module's mutants
     nice .venv/bin/python tests/mutation.py --modules timeouts --all   # every mutant of one module
-    .venv/bin/python tests/mutation.py --list --modules headers        # what would be planted, without running
+    .venv/bin/python tests/mutation.py --list --modules headers        # what would be planted (and stale EQUIVALENT
+                                                                       # entries), without running
 
 Each mutant is one change to one line, generated from the module's syntax tree: an operator swapped (+/-, * and /,
 < and <=, == and !=, and/or, in/not in), a number changed (n -> n + 1, x -> 2x, 0 -> 1), True/False flipped,
@@ -33,8 +34,15 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
 ROOT = Path(__file__).resolve().parent.parent
-MODULES = ("operation", "streams", "timeouts", "errors", "headers", "attributes")
-TESTS = ("tests/test_units.py", "tests/test_core_agent.py", "tests/test_reliability.py")
+MODULES = ("operation", "streams", "timeouts", "errors", "headers", "attributes", "spans", "metrics")
+# Fast ones first (the run stops at the first failure); test_reliability's thousand-stream test is the slowest.
+# test_conventions_latest reads the latest conventions' metrics (metrics.py), test_failure_cause every cause
+# (errors.py, the spans' failure cause), the refusal-fallback tests the middleware hops (operation.py, streams.py).
+TESTS = ("tests/test_units.py", "tests/test_core_agent.py", "tests/test_conventions_latest.py",
+         "tests/test_failure_cause.py",
+         "tests/test_sdk_surfaces.py::test_refusal_fallback_records_each_attempts_model",
+         "tests/test_sdk_surfaces.py::test_refusal_fallback_async_stream",
+         "tests/test_reliability.py")
 # Slow and about other things (memory retention, secrets in a child process): left out to keep a mutant's run short.
 DESELECT = (
     "tests/test_reliability.py::test_memory_returns_to_baseline_after_load",
@@ -44,6 +52,39 @@ IGNORE = shutil.ignore_patterns(".git", ".venv", ".venvs", "__pycache__", "*.egg
 
 # (module, original source of the mutated node, mutation) -> why the mutant cannot be told apart from the original.
 EQUIVALENT: Dict[Tuple[str, str, str], str] = {
+    ("streams", "if wait > attempt.max_gap:", "> -> >="):
+        "on an equal wait it stores the value already there",
+    ("streams", "if wait > attempt.pre_wait:", "> -> >="):
+        "on an equal wait it stores the value already there",
+    ("streams", 'elif capture and event == "content_block_delta":', "and -> or"):
+        "without capture read_text returns at once (output_parts is None); with it, the other events it then "
+        "reads (content_block_start, ping, ...) carry no delta text, so nothing is appended",
+    ("timeouts", "return None, None", "statement -> pass"):
+        "line 41 (timeout is None): falling through gives _seconds(None), getattr(None, ...) -> (None, None) too; "
+        "the same text on lines 34, 48 and 75 (the except branches) is not equivalent and is killed (test_units)",
+    ("errors", "transport = False", "statement -> pass"):
+        "transport is read unassigned only in `if not transport:`, whose UnboundLocalError failure_cause catches "
+        "and answers CAUSE_OTHER, the answer of the original branch",
+    ("headers", "return None", "statement -> pass"):
+        "lines 20, 29, 35, 40, 41 and 68: falling through raises inside the try (None.get, float(None), "
+        "mktime_tz(None)) or reaches the next `return None`/the end, None either way; line 65 (request_id's except) "
+        "is not equivalent and is killed (test_units)",
+    ("attributes", "_ROUTE_CACHE[path] = found", "statement -> pass"):
+        "a cache: route() computes the same string without it",
+    ("attributes", "_BASE_CACHE[key] = attrs", "statement -> pass"):
+        "a cache: base() builds an equal dict without it (nothing compares these dicts by identity)",
+    ("attributes", "if entry is not None and entry[0] is base_url:", "is -> is not"):
+        "the identity cache is never hit (an entry keeps its URL alive, so an id found is always that URL); the "
+        "string-keyed cache below gives the same answer",
+    ("attributes", "if entry is not None and entry[0] is base_url:", "0 -> 1"):
+        "entry[1] is a (host, port) tuple, never the URL: the identity cache is never hit; the string-keyed cache "
+        "gives the same answer",
+    ("attributes", 'if len(_SERVERS_BY_ID) < 256 and type(base_url).__name__ == "URL":', "== -> !="):
+        "only which objects the identity cache holds changes: an entry keeps its object alive, so a lookup by id "
+        "finds the same object and the answer computed for it; the SDK's base_url is an immutable httpx URL",
+    ("metrics", "def __init__(self, meter: Meter, chunk_metrics: bool = False, latest: Optional[bool] = None) -> None:",
+     "False -> True"):
+        "the default is never used: the only caller (telemetry.py) passes chunk_metrics from the settings",
 }
 
 _BINOPS = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult, ast.FloorDiv: ast.Mult,
@@ -260,6 +301,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             chosen[module] = [m for m in picked if build(m, repo)]
             print(f"{module}: {len(every)} mutants, running {len(chosen[module])}", flush=True)
         if args.list:
+            known = {m.key() for module in MODULES for m in mutants_of(module, repo)}
+            for key in EQUIVALENT:
+                if key not in known:
+                    print(f"stale EQUIVALENT entry (no such mutant any more): {key}")
             for module, picked in chosen.items():
                 for m in picked:
                     print(f"  {module}:{m.index} line {m.line}: {m.change}  |  {m.original}")

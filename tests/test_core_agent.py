@@ -98,6 +98,15 @@ def test_ratelimit_remaining_gauge(sim, recorded):
     assert len(set(sent.values())) == 4
 
 
+def test_a_fast_response_uses_little_of_its_timeout(sim, recorded):
+    # no injected delay: the wait for the headers is milliseconds of a 2 s read timeout, so the utilization is near
+    # 0; the bound (0.6 s of scheduling noise) still excludes a wait floored at 1 s (0.5)
+    create(client(sim, timeout=2.0))
+    [util] = recorded.points("anthropic.client.timeout.utilization")
+    assert util.count == 1 and util.attrs["anthropic.timeout.kind"] == "read"
+    between(util.sum, 0.0, 0.3)
+
+
 @pytest.mark.parametrize("status,header,reason", [
     (429, "retry_after_ms", "429"),
     (529, "retry_after_ms", "529"),
@@ -381,6 +390,20 @@ def test_break_close_and_drop_end_every_span_once_without_error(sim, recorded):
     assert sum(1 for s in ops if s.attributes.get("anthropic.stream.closed_early")) == 4
 
 
+def test_a_closed_stream_ends_at_its_last_event_read(sim, recorded):
+    # closed after four tokens 0.25 s apart: the call ends at its last event read (0.75 s in), not at the headers
+    stream = create(client(sim, timeout=5.0), stream=True, headers=faults(output_tokens=20, token_delay=0.25))
+    deltas = 0
+    for event in stream:
+        deltas += event.type == "content_block_delta"
+        if deltas == 4:
+            break
+    stream.close()
+    [op] = recorded.points("gen_ai.client.operation.duration")
+    assert op.count == 1 and "error.type" not in op.attrs
+    between(op.sum, 0.75 * 0.9, 0.75 + SLACK + 0.3)
+
+
 def test_message_stream_helper_keeps_types_and_results(sim, recorded):
     from anthropic.lib.streaming import MessageStream, MessageStreamManager
 
@@ -533,6 +556,54 @@ async def test_concurrent_async_calls_do_not_mix_timings(sim, recorded):
         between(spans[model].attributes["gen_ai.response.time_to_first_chunk"], delay * 0.95, delay + 0.25)
 
 
+async def test_async_stream_times_its_gaps_once_and_ends_a_closed_stream_at_its_last_event(sim, recorded):
+    c = aclient(sim, timeout=5.0)
+    # a 0.5 s stall at the fourth of six tokens: the first token is marked once, the stall is the longest gap
+    stream = await c.messages.create(model=MODEL, max_tokens=64, messages=MESSAGES, stream=True,
+                                     extra_headers=faults(output_tokens=6, token_delay=0.05, stall_at=3, stall=0.5))
+    async for _ in stream:
+        pass
+    [span] = recorded.operation_spans()
+    assert [e.name for e in span.events].count("anthropic.first_token") == 1
+    [gap] = recorded.points("anthropic.client.stream.max_gap")
+    between(gap.sum, 0.55 * 0.9, 0.55 + 0.3)
+
+    # closed after four tokens 0.25 s apart: the call ends at its last event read (0.75 s in), not at the headers
+    # (a model of its own keeps its duration apart from the first call's)
+    closing_model = f"{MODEL}-closed"
+    stream = await c.messages.create(model=closing_model, max_tokens=64, messages=MESSAGES, stream=True,
+                                     extra_headers=faults(output_tokens=20, token_delay=0.25))
+    deltas = 0
+    async for event in stream:
+        deltas += event.type == "content_block_delta"
+        if deltas == 4:
+            break
+    await stream.close()
+    closed = [s for s in recorded.operation_spans() if s.attributes.get("anthropic.stream.closed_early")]
+    assert len(closed) == 1
+    assert recorded.total("gen_ai.client.operation.duration") == 2
+    [op] = recorded.points("gen_ai.client.operation.duration", gen_ai__request__model=closing_model)
+    assert op.count == 1
+    between(op.sum, 0.75 * 0.9, 0.75 + SLACK + 0.3)
+
+
+async def test_async_stream_content_is_captured_when_opted_in(sim, recorded):
+    from claude_otel import ClaudeInstrumentor
+
+    ClaudeInstrumentor().uninstrument()
+    ClaudeInstrumentor().instrument(tracer_provider=recorded.tracer_provider, meter_provider=recorded.meter_provider,
+                                    capture_content=True, content_max_chars=200)
+    stream = await aclient(sim).messages.create(model=MODEL, max_tokens=64, messages=MESSAGES, stream=True,
+                                                extra_headers=faults(text="async words arrive", output_tokens=3))
+    text = ""
+    async for event in stream:
+        if event.type == "content_block_delta":
+            text += event.delta.text
+    assert text == "async words arrive"
+    [span] = recorded.operation_spans()
+    assert span.attributes["gen_ai.output.messages"] == text
+
+
 # -- the application never notices ------------------------------------------------------------------------------
 
 def test_types_and_uninstrument_restore_everything(sim, recorded):
@@ -644,6 +715,35 @@ def test_enriches_the_sdks_own_span_instead_of_a_second_one(sim, recorded, monke
         assert op.attributes["anthropic.timeout.read"] == 5.0
         children = [s for s in ours if s.parent and s.parent.span_id == op.context.span_id]
         assert len(children) == 1
+
+
+@pytest.mark.skipif(sdk_version() < (1, 14), reason="the SDK's own call span exists from anthropic 1.14")
+def test_the_sdks_own_span_gets_content_attempts_and_metrics(sim, recorded, monkeypatch):
+    from opentelemetry import trace
+
+    from claude_otel import ClaudeInstrumentor
+
+    ClaudeInstrumentor().uninstrument()
+    ClaudeInstrumentor().instrument(tracer_provider=recorded.tracer_provider, meter_provider=recorded.meter_provider,
+                                    capture_content=True, content_max_chars=200)
+    monkeypatch.delenv("ANTHROPIC_OPEN_TELEMETRY", raising=False)
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", recorded.tracer_provider)
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER_SET_ONCE", trace.Once())
+    trace._TRACER_PROVIDER_SET_ONCE._done = True
+    c = client(sim, timeout=5.0)
+    message = create(c)
+    drain(create(c, stream=True, headers=faults(output_tokens=4)))
+    ops = [s for s in recorded.spans() if s.instrumentation_scope.name != "claude_otel"]
+    assert len(ops) == 2, [s.name for s in recorded.spans()]
+    for op in ops:
+        assert "Say hello" in op.attributes["gen_ai.input.messages"]
+        assert op.attributes["anthropic.attempt.count"] == 1
+        assert op.attributes["anthropic.timeout.kind"] == "read"
+    [plain] = [s for s in ops if "gen_ai.response.time_to_first_chunk" not in s.attributes]
+    assert message.content[0].text in plain.attributes["gen_ai.output.messages"]
+    assert recorded.total("gen_ai.client.operation.duration") == 2
+    assert recorded.total("anthropic.client.attempt.duration") == 2
+    assert recorded.total("gen_ai.client.operation.time_to_first_chunk") == 1
 
 
 def test_chunk_metrics_are_opt_in(sim, recorded):

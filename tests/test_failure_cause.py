@@ -168,6 +168,17 @@ def test_constructed_chains_name_their_cause_and_nothing_raises():
     assert errors.failure_cause(looped, 1.0, None) == "connection_reset"
 
 
+def test_hints_are_read_from_the_transport_errors_text_not_the_sdks_wrapper():
+    # no socket or ssl error in the chain (a transport that kept only the text): the text names the cause
+    assert errors.failure_cause(httpx.ConnectError("[Errno -2] Name or service not known")) == "dns"
+    assert errors.failure_cause(httpx.ConnectError("[SSL: WRONG_VERSION_NUMBER] wrong version number")) == "tls"
+    # the SDK's wrapper is transparent: its own message is not a hint, the reset it wraps decides
+    wrapper = anthropic.APIConnectionError(message="certificate verify failed",
+                                           request=httpx.Request("POST", "http://x/v1/messages"))
+    wrapper.__cause__ = httpx.ReadError("Connection reset by peer")
+    assert errors.failure_cause(wrapper, 1.0, None) == "connection_reset"
+
+
 # -- a proxy that cuts idle connections (the simulator plays it) --------------------------------------------------
 
 def test_proxy_cut_before_the_response_with_the_setting_is_a_proxy_idle_cut(sim, agent):

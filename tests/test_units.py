@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from claude_otel import errors, headers, timeouts
+from claude_otel import errors, headers, semconv, timeouts
 from claude_otel.attributes import ModelGuard, operation_name, route
 from claude_otel.settings import Settings
 from tests.helpers.procs import wait_pid
@@ -196,3 +196,132 @@ def test_token_counts_of_any_shape_end_the_call_and_record_only_whole_counts(val
     whole = isinstance(value, int) and not isinstance(value, bool) and value >= 0
     tokens = points.get("gen_ai.client.token.usage", [])
     assert [p.sum for p in tokens] == ([value] * 4 if whole else [])
+
+
+# -- edges the mutation check (tests/mutation.py) found untested ------------------------------------------------
+
+class _Raising:
+    """A mapping-like or timeout-like object whose every read raises."""
+
+    def get(self, *args):
+        raise RuntimeError("broken headers")
+
+    @property
+    def read(self):
+        raise RuntimeError("broken timeout")
+
+
+def test_timeout_edges_bools_broken_objects_and_ties():
+    assert timeouts.from_client_value(True) == (None, None)  # a bool is not 1 second
+    assert timeouts.applied_timeouts({"timeout": {"read": True, "connect": False}}, None) == (None, None)
+    assert timeouts.from_client_value(_Raising()) == (None, None)
+    assert timeouts.applied_timeouts({"timeout": {"read": None, "connect": 5.0}}, _Raising()) == (None, None)
+    assert timeouts.utilization(4.0, "soon", 600.0, 5.0) == (None, None)  # never half an answer
+    # a tie between the connect and read timeouts is reported as connect (checked first, replaced only by more)
+    assert timeouts.utilization(1.0, 60.0, 600.0, 10.0) == (0.1, "connect")
+
+
+def test_header_edges_zero_values_and_broken_mappings():
+    assert headers.retry_after({"retry-after-ms": "0", "retry-after": "7"}) == 0.0  # 0 ms is a hint: retry now
+    found = dict(headers.ratelimit_remaining({"anthropic-ratelimit-requests-remaining": "0",
+                                              "anthropic-ratelimit-tokens-remaining": "-1"}))
+    assert found == {"requests": 0.0}  # nothing left is the value that matters most
+    assert headers.request_id(_Raising()) is None
+    assert headers.request_id(None) is None
+
+
+class _UnreadResponse:
+    """A response whose body was not read (no _content): its error type comes from its status."""
+
+
+def test_error_type_of_each_documented_status_of_an_unread_error_response():
+    documented = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
+                  403: "permission_error", 404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
+                  500: "api_error", 504: "timeout_error", 529: "overloaded_error"}
+    for status, expected in documented.items():
+        assert errors.response_error_type(_UnreadResponse(), status) == expected, status
+        # the next status up is either documented itself or falls back to the bare code
+        assert errors.response_error_type(_UnreadResponse(), status + 1) == documented.get(status + 1, str(status + 1))
+
+
+def test_failure_cause_looks_eight_exceptions_deep():
+    import socket
+
+    def chain(depth):
+        exc = socket.gaierror("name or service not known")
+        for _ in range(depth - 1):
+            outer = RuntimeError("wrapper")
+            outer.__cause__ = exc
+            exc = outer
+        return exc
+
+    assert errors.failure_cause(chain(8)) == semconv.CAUSE_DNS == "dns"
+    assert errors.failure_cause(chain(9)) == semconv.CAUSE_OTHER  # bounded: a ninth link is never looked at
+
+
+def test_server_of_default_ports():
+    from claude_otel.attributes import server_of
+    from tests.helpers.sdk import sdk_httpx
+
+    httpx = sdk_httpx()
+    assert server_of(httpx.URL("https://api.example.com/v1/")) == ("api.example.com", 443)
+    assert server_of(httpx.URL("http://plain.example.com/")) == ("plain.example.com", 80)
+    assert server_of(httpx.URL("http://127.0.0.1:8123/")) == ("127.0.0.1", 8123)
+
+
+def test_model_guard_keeps_names_it_admitted():
+    guard = ModelGuard(2)
+    assert [guard(m) for m in ("a", "b", "b", "a", "c", "c")] == ["a", "b", "b", "a", "_OTHER", "_OTHER"]
+
+
+class _Event:
+    def __init__(self, data):
+        self.data = data
+
+    def json(self):
+        return self.data
+
+
+def _stream_op(**values):
+    from types import SimpleNamespace
+
+    fields = dict(output_parts=[], finish_reason=None, response_model=None, input_tokens=None, output_tokens=None,
+                  cache_read=None, cache_creation=None, span=None)
+    fields.update(values)
+    return SimpleNamespace(**fields)
+
+
+def test_stream_events_keep_the_stop_reason_and_cap_captured_text():
+    from claude_otel import streams
+
+    op = _stream_op(finish_reason="end_turn")
+    streams.read_event(op, "message_delta", _Event({"delta": {"stop_reason": None}, "usage": {"output_tokens": 3}}),
+                       0.0)
+    assert op.finish_reason == "end_turn" and op.output_tokens == 3
+    op = _stream_op(finish_reason="stop_sequence", response_model="claude-2.1")
+    streams.read_event(op, "completion", _Event({"completion": " hi", "stop_reason": None, "model": "other"}), 0.0)
+    assert op.finish_reason == "stop_sequence" and op.response_model == "claude-2.1"
+
+    op = _stream_op(output_parts=["x"] * 10000)
+    streams.read_text(op, _Event({"delta": {"text": "y"}}))
+    assert len(op.output_parts) == 10001 and op.output_parts[-1] == "y"
+    streams.read_text(op, _Event({"delta": {"text": "z"}}))
+    assert len(op.output_parts) == 10001  # capped: more than 10000 parts are never appended to
+
+
+def test_a_late_own_span_is_backdated_to_the_calls_start(recorded):
+    import time
+    from types import SimpleNamespace
+
+    from claude_otel.operation import Operation
+
+    op = Operation.__new__(Operation)
+    op.tel = SimpleNamespace(tracer=recorded.tracer_provider.get_tracer("t"), capture_content=False,
+                             content_max_chars=100)
+    op.body, op.attrs, op.name, op.model = None, {}, "chat", "m"
+    op.start = time.perf_counter() - 3.0  # the call started 3 s before its span
+    before = time.time_ns()
+    op.own_span_start(time.perf_counter())
+    op.span.end()
+    [span] = recorded.operation_spans()
+    assert abs((before - span.start_time) / 1e9 - 3.0) < 0.5, (before - span.start_time) / 1e9
