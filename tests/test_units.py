@@ -174,6 +174,7 @@ def test_token_counts_of_any_shape_end_the_call_and_record_only_whole_counts(val
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from opentelemetry.sdk.trace import TracerProvider
 
+    from claude_otel import streams
     from claude_otel.operation import Operation
     from claude_otel.telemetry import Telemetry
 
@@ -183,7 +184,7 @@ def test_token_counts_of_any_shape_end_the_call_and_record_only_whole_counts(val
     op = Operation(tel, SimpleNamespace(base_url=None), options, stream)
     fields = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
     if stream:
-        op._usage({name: value for name in fields}, placeholder_output=False)
+        streams._usage(op, {name: value for name in fields}, placeholder_output=False)
         op.finish(op.start + 1.0)
     else:
         op.returned(SimpleNamespace(usage=SimpleNamespace(**{name: value for name in fields}), id="msg_1",
