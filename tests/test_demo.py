@@ -139,6 +139,7 @@ def test_demo_headless_serves_every_core_metric():
     assert "APITimeoutError" in final  # the exceptions the demo app caught
 
 
+@pytest.mark.slow  # three demo processes in a row: over the default 120 s on a busy 2-core machine
 def test_demo_profile_option_and_bad_ports():
     bad = subprocess.run([sys.executable, "-m", "claude_otel", "demo", "--profile", "nope", "--no-tty"], env=env(),
                          capture_output=True, text=True, cwd=ROOT, timeout=60)
