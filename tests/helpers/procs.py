@@ -38,15 +38,18 @@ class _LineReader:
         self.lines.put(_EOF)
 
 
-_READERS: "dict[int, _LineReader]" = {}
 _READERS_LOCK = threading.Lock()
 
 
 def _reader(proc: subprocess.Popen) -> _LineReader:
+    """Returns the reader that owns this child's stdout, started on first use.
+
+    Kept on the Popen object itself: a table keyed by id(proc.stdout) handed a new child the reader of an earlier,
+    garbage-collected one whose pipe object had the same id (and so that child's old lines)."""
     with _READERS_LOCK:
-        reader = _READERS.get(id(proc.stdout))
+        reader = getattr(proc, "_claude_otel_reader", None)
         if reader is None:
-            reader = _READERS[id(proc.stdout)] = _LineReader(proc.stdout)
+            reader = proc._claude_otel_reader = _LineReader(proc.stdout)
         return reader
 
 
