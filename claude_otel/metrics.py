@@ -7,10 +7,17 @@ import os
 import threading
 from typing import Dict, Iterable, List, Optional, Tuple
 
+from opentelemetry import context as otel_context
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from . import attributes, headers, semconv, timeouts
 from .fork import at_fork_in_child
+
+
+# Exemplars link a histogram bucket to a trace; dashboards link them only from the duration-like histograms and
+# timeout utilization.  Token counts and backoff get a context without a span: no exemplar is offered (≈ 15 kIr per
+# record saved), and not an empty one, which the SDK would replace with the current context.
+NO_EXEMPLAR = otel_context.set_value("claude_otel.no_exemplar", True, otel_context.Context())
 
 
 def _histogram(meter: Meter, name: str, unit: str, description: str, buckets):
@@ -120,12 +127,12 @@ class Instruments:
 
     # -- what one call records --------------------------------------------------------------------------------
 
-    def record_retry(self, key: tuple, base: dict, reason: str, backoff: Optional[float], ctx) -> None:
+    def record_retry(self, key: tuple, base: dict, reason: str, backoff: Optional[float]) -> None:
         """Counts one retry by reason and records the backoff that preceded it."""
         attrs = attributes.variant(key, base, (semconv.RETRY_REASON, reason))
-        self.retries.add(1, attrs)
+        self.retries.add(1, attrs, NO_EXEMPLAR)
         if backoff is not None:
-            self.retry_backoff.record(backoff, attrs, ctx)
+            self.retry_backoff.record(backoff, attrs, NO_EXEMPLAR)
 
     def record_ratelimits(self, key: tuple, base: dict, response_headers) -> None:
         """Sets the rate-limit gauge from a response's anthropic-ratelimit-*-remaining headers."""
@@ -164,14 +171,15 @@ class Instruments:
             self.time_to_first_chunk.record(first - op.start, attrs, ctx)
             self.prefill_duration.record(first - chunked.body_sent_at(), attrs, ctx)
             self.stream_max_gap.record(chunked.max_gap, attrs, ctx)
-        self.record_tokens(op, attrs, ctx, failed)  # chosen once, when the instruments were built
+        self.record_tokens(op, attrs, failed)  # chosen once, when the instruments were built
 
-    def _default_tokens(self, op, attrs: dict, ctx, failed: bool) -> None:
+    def _default_tokens(self, op, attrs: dict, failed: bool) -> None:
         """Records gen_ai.client.token.usage by gen_ai.token.type, for successful calls only (today's contract)."""
         if failed:
             return
         usage = self.token_usage
         key, base = op.key, op.attrs
+        ctx = NO_EXEMPLAR
         if op.input_tokens is not None:
             # Today's contract: input without the cached tokens, which have their own token types here (the mixin's
             # recording rules turn the latest conventions' inclusive count into this one).
@@ -184,7 +192,7 @@ class Instruments:
             usage.record(op.cache_creation,
                          attributes.variant(key, base, (semconv.TOKEN_TYPE, "cache_creation")), ctx)
 
-    def _latest_tokens(self, op, attrs: dict, ctx, failed: bool) -> None:
+    def _latest_tokens(self, op, attrs: dict, failed: bool) -> None:
         """Records the latest conventions' usage counters and per-call histograms for every inference call,
         failed ones included (0 where no usage arrived); `attrs` carry error.type when it failed."""
         if op.name not in semconv.INFERENCE_OPERATIONS:
@@ -195,6 +203,7 @@ class Instruments:
         inputs = (op.input_tokens or 0) + cache_read + cache_write
         outputs = op.output_tokens or 0
         counted = attributes.variant(op.key, op.attrs, (semconv.TOKEN_MODALITY, semconv.MODALITY_UNKNOWN))
+        ctx = NO_EXEMPLAR
         self.usage_input.add(inputs, counted, ctx)
         self.usage_output.add(outputs, counted, ctx)
         self.usage_cache_read.add(cache_read, counted, ctx)

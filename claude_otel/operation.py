@@ -30,7 +30,7 @@ class Attempt:
     """One HTTP request inside an operation: its phases, outcome and, for a stream, its read waits."""
 
     __slots__ = (
-        "op", "index", "start", "span", "read_timeout", "connect_timeout", "backoff", "phase_times",
+        "op", "index", "start", "start_ns", "read_timeout", "connect_timeout", "backoff", "phase_times",
         "headers_at", "end", "status", "error_type", "headers_wait", "pre_wait", "max_gap", "first_chunk_at",
         "last_at", "last_chunk_at", "chunks", "request_id", "cause", "model", "key", "attrs",
     )
@@ -39,7 +39,7 @@ class Attempt:
         self.op = op
         self.index = index
         self.start = start
-        self.span = None
+        self.start_ns = time_ns()  # the attempt's span is written when it ends, started at this time
         self.read_timeout = read_timeout
         self.connect_timeout = connect_timeout
         self.backoff = backoff
@@ -98,7 +98,7 @@ class Operation:
         "method", "path", "attempt", "attempts", "last_end", "last_reason", "max_util", "util_kind",
         "input_tokens", "output_tokens", "cache_read", "cache_creation", "response_id", "response_model",
         "finish_reason", "finished", "output_parts", "body", "read_timeout", "connect_timeout", "__weakref__",
-        "rewrites", "open_message", "first_attempt", "retries",
+        "rewrites", "open_message", "first_attempt", "retries", "unwritten",
     )
 
     def __init__(self, tel, client, options, stream: bool) -> None:
@@ -138,6 +138,9 @@ class Operation:
         self.open_message = False
         self.first_attempt = None
         self.retries = 0
+        # With CLAUDE_OTEL_ATTEMPT_SPANS=retries: the first attempt, ended well, whose span is written only if
+        # another attempt follows (with its utilization and kind).
+        self.unwritten = None
         if not self.expects_sdk_span:
             self.own_span_start()
         tel.instruments.in_flight.add(self.key, self.attrs, 1)
@@ -170,22 +173,25 @@ class Operation:
         if index == 0:
             if self.expects_sdk_span and self.span is None:
                 self._adopt_sdk_span(now)
-        elif not self._hop_after(self.attempt, now):
-            self.retries += 1
-            reason = self.last_reason or semconv.ERROR_CONNECTION
-            backoff = max(now - self.last_end, 0.0) if self.last_end is not None else None
-            tel.instruments.record_retry(self.key, self.attrs, reason, backoff, self.ctx)
-            spans.add_retry(self, reason, index, backoff)
+        else:
+            hop = self._hop_after(self.attempt, now)
+            if self.unwritten is not None:  # more than one attempt after all: the first one gets its span too
+                first, value, kind = self.unwritten
+                self.unwritten = None
+                spans.end_attempt(first, value, kind, None, None, None)
+            if not hop:
+                self.retries += 1
+                reason = self.last_reason or semconv.ERROR_CONNECTION
+                backoff = max(now - self.last_end, 0.0) if self.last_end is not None else None
+                tel.instruments.record_retry(self.key, self.attrs, reason, backoff)
+                spans.add_retry(self, reason, index, backoff)
         read_timeout, connect_timeout = timeouts.applied_timeouts(
             getattr(request, "extensions", None), getattr(request, "headers", None))
         attempt = Attempt(self, index, now, read_timeout, connect_timeout, backoff)
         if self.rewrites:
             self._attempt_model(attempt, request)
-        attempt.span = spans.start_attempt(tel.tracer, self, attempt)
         if index == 0:
             self.read_timeout, self.connect_timeout = read_timeout, connect_timeout
-            if not self.own_span:
-                spans.enrich(self, spans.timeout_attributes(self))
         extensions = getattr(request, "extensions", None)
         if isinstance(extensions, dict):
             extensions["trace"] = make_callback(attempt.phase_times, extensions.get("trace"))
@@ -291,7 +297,10 @@ class Operation:
         value, kind = tel.instruments.record_attempt(attempt, now, phase, tel.proxy_idle_timeout, self.ctx)
         if value is not None and (self.max_util is None or value > self.max_util):
             self.max_util, self.util_kind = value, kind
-        spans.end_attempt(attempt, value, kind, silence, exc, errors.DESCRIPTIONS.get(attempt.cause))
+        if tel.every_attempt_span or error_type or attempt.index:
+            spans.end_attempt(attempt, value, kind, silence, exc, errors.DESCRIPTIONS.get(attempt.cause))
+        else:
+            self.unwritten = (attempt, value, kind)
         spans.attempt_ended(self, attempt)
 
     def first_chunk(self, attempt: Attempt, now: float) -> None:

@@ -122,9 +122,10 @@ def start_operation_span(tracer, operation: str, model: str, attributes: Mapping
                              start_time=start_ns)
 
 
-def start_attempt_span(tracer, method: str, path: str, context, attributes: Mapping[str, object]):
-    """Returns a new CLIENT span `{method} {route}` for one HTTP attempt, child of `context`."""
-    return tracer.start_span(f"{method} {route(path)}", context=context, kind=SpanKind.CLIENT, attributes=attributes)
+def start_attempt_span(tracer, method: str, path: str, context, attributes: Mapping[str, object], start_ns: int):
+    """Returns a new CLIENT span `{method} {route}` for one HTTP attempt, child of `context`, started at `start_ns`."""
+    return tracer.start_span(f"{method} {route(path)}", context=context, kind=SpanKind.CLIENT, attributes=attributes,
+                             start_time=start_ns)
 
 
 def set_error(span, error_type: str, exc: Optional[BaseException] = None, description: Optional[str] = None) -> None:
@@ -142,22 +143,6 @@ def set_error(span, error_type: str, exc: Optional[BaseException] = None, descri
 
 # -- attempt spans ---------------------------------------------------------------------------------------------
 
-def start_attempt(tracer, op, attempt) -> object:
-    """Returns the started span of one HTTP attempt (`{method} {route}`), child of the operation's context."""
-    attrs = op.attrs
-    span_attrs = {
-        semconv.REQUEST_MODEL: attempt.model,
-        semconv.HTTP_METHOD: op.method,
-        semconv.SERVER_ADDRESS: attrs[semconv.SERVER_ADDRESS],
-        semconv.SERVER_PORT: attrs[semconv.SERVER_PORT],
-    }
-    if attempt.index:
-        span_attrs[semconv.HTTP_RESEND_COUNT] = attempt.index
-        if attempt.backoff is not None:
-            span_attrs[semconv.BACKOFF] = attempt.backoff
-    return start_attempt_span(tracer, op.method, op.path, op.ctx, span_attrs)
-
-
 def timing(start: float, first_chunk_at: float, attempt, gap: bool = True) -> Dict[str, float]:
     """Returns the time-to-first-chunk (from `start`), prefill (from the attempt's body sent) and, with `gap`,
     longest stream gap attributes of a streamed attempt."""
@@ -169,11 +154,24 @@ def timing(start: float, first_chunk_at: float, attempt, gap: bool = True) -> Di
 
 def end_attempt(attempt, utilization: Optional[float], kind: Optional[str], silence: Optional[float],
                 exc: Optional[BaseException], description: Optional[str]) -> None:
-    """Sets an ended attempt's outcome, headroom and stream timing on its span, then ends it."""
-    span = attempt.span
-    if span is None:
-        return
-    done = {}
+    """Records an ended attempt's span (`{method} {route}`, child of the operation's context): its request, outcome,
+    headroom and stream timing, started at the attempt's start and ended now.
+
+    The span is written in one go when the attempt ends (nothing is ever parented to it): one attribute set
+    instead of a start set and a later update, about 30 kIr per attempt less.
+    """
+    op = attempt.op
+    attrs = op.attrs
+    done = {
+        semconv.REQUEST_MODEL: attempt.model,
+        semconv.HTTP_METHOD: op.method,
+        semconv.SERVER_ADDRESS: attrs[semconv.SERVER_ADDRESS],
+        semconv.SERVER_PORT: attrs[semconv.SERVER_PORT],
+    }
+    if attempt.index:
+        done[semconv.HTTP_RESEND_COUNT] = attempt.index
+        if attempt.backoff is not None:
+            done[semconv.BACKOFF] = attempt.backoff
     if attempt.status is not None:
         done[semconv.HTTP_STATUS] = attempt.status
     if attempt.request_id:
@@ -187,10 +185,10 @@ def end_attempt(attempt, utilization: Optional[float], kind: Optional[str], sile
         done[semconv.FAILURE_CAUSE] = attempt.cause
         if silence is not None:
             done[semconv.SILENCE_BEFORE_DROP] = silence
-    span.set_attributes(done)
+    span = start_attempt_span(op.tel.tracer, op.method, op.path, op.ctx, done, attempt.start_ns)
     if attempt.error_type:
         set_error(span, attempt.error_type, exc, description)
-    span.end()
+    span.end(attempt.start_ns + int((attempt.end - attempt.start) * 1e9))
 
 
 # -- the operation span ----------------------------------------------------------------------------------------
@@ -229,16 +227,31 @@ def enrich(op, values: Mapping[str, object]) -> None:
 
 
 def attempt_ended(op, attempt) -> None:
-    """Adds what an ended attempt taught to the SDK's own call span: attempts so far, headroom, failure cause."""
+    """Adds what an ended attempt taught to the SDK's own call span: attempts so far, headroom, failure cause, and
+    with the first attempt the applied timeouts (one attribute update per attempt)."""
     if op.own_span:
         return
-    values = {semconv.ATTEMPT_COUNT: op.attempts}
+    values = timeout_attributes(op) if attempt.index == 0 else {}
+    values[semconv.ATTEMPT_COUNT] = op.attempts
+    if op.unwritten is not None:
+        values.update(single_attempt(attempt))
     if op.max_util is not None:
         values[semconv.UTILIZATION] = op.max_util
         values[semconv.TIMEOUT_KIND] = op.util_kind
     if attempt.error_type:  # the SDK's span may end before the call's own failure is seen
         values[semconv.FAILURE_CAUSE] = attempt.cause
     enrich(op, values)
+
+
+def single_attempt(attempt) -> Dict[str, object]:
+    """Returns the response status and request id of a call's only attempt, for the operation span when that attempt
+    has no span of its own (CLAUDE_OTEL_ATTEMPT_SPANS=retries)."""
+    found: Dict[str, object] = {}
+    if attempt.status is not None:
+        found[semconv.HTTP_STATUS] = attempt.status
+    if attempt.request_id:
+        found[semconv.REQUEST_ID] = attempt.request_id
+    return found
 
 
 def first_chunk(op, attempt, now: float) -> None:
@@ -280,6 +293,8 @@ def describe(op, chunked, closed_early: bool) -> None:
         done.update(timing(op.start, chunked.first_chunk_at, chunked))
     if closed_early:
         done[semconv.STREAM_CLOSED_EARLY] = True
+    if op.unwritten is not None:
+        done.update(single_attempt(op.unwritten[0]))
     if op.output_parts:
         done[semconv.OUTPUT_MESSAGES] = truncate("".join(op.output_parts), op.tel.content_max_chars)
     if not op.own_span:

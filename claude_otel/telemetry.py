@@ -25,5 +25,6 @@ class Telemetry:
         self.models = ModelGuard(self.settings.max_models)
         self.proxy_idle_timeout = self.settings.proxy_idle_timeout
         self.capture_content = self.settings.capture_content
+        self.every_attempt_span = self.settings.attempt_spans == "all"
         self.content_max_chars = self.settings.content_max_chars
         self.ratelimit_seen: dict = {}  # attribute key -> when the rate-limit gauge was last set

@@ -767,6 +767,37 @@ def test_chunk_metrics_are_opt_in(sim, recorded):
     between(chunks.sum, 9 * delay * 0.95, 9 * delay + 0.4)
 
 
+def test_attempt_spans_on_retries_only(sim, recorded):
+    from claude_otel import ClaudeInstrumentor
+
+    ClaudeInstrumentor().uninstrument()
+    ClaudeInstrumentor().instrument(tracer_provider=recorded.tracer_provider, meter_provider=recorded.meter_provider,
+                                    attempt_spans="retries")
+    c = client(sim, max_retries=2)
+    create(c)
+    drain(create(c, stream=True, headers=faults(output_tokens=3)))
+    # a call's only attempt, ended well: no span of its own, its status and request id on the operation span, and
+    # every metric as before
+    assert recorded.attempt_spans() == []
+    ops = recorded.operation_spans()
+    assert len(ops) == 2
+    ids = {op.attributes["anthropic.request.id"] for op in ops}
+    assert len(ids) == 2 and all(i.startswith("req_") for i in ids), ids
+    assert [op.attributes["http.response.status_code"] for op in ops] == [200, 200]
+    assert recorded.total("anthropic.client.attempt.duration") == 2
+    assert recorded.total("anthropic.client.timeout.utilization") == 2
+
+    recorded.clear()
+    create(c, headers=faults(fail_attempts=1, fail_status=529, retry_after_ms=50))
+    # more than one attempt: each has its span again, the first one failed, the operation span has no single status
+    attempts = sorted(recorded.attempt_spans(), key=lambda s: s.start_time)
+    assert [a.attributes["http.response.status_code"] for a in attempts] == [529, 200]
+    assert attempts[0].status.status_code.name == "ERROR" and attempts[1].attributes["http.request.resend_count"] == 1
+    assert attempts[0].end_time <= attempts[1].start_time
+    [op] = recorded.operation_spans()
+    assert "http.response.status_code" not in op.attributes and op.attributes["anthropic.attempt.count"] == 2
+
+
 @pytest.mark.skipif(not hasattr(anthropic, "AnthropicFoundry"), reason="no Foundry client in this SDK version")
 def test_platform_clients_on_the_same_base_client_are_covered(sim, recorded):
     foundry = anthropic.AnthropicFoundry(api_key="k", base_url=sim.base_url + "/")

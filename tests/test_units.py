@@ -107,19 +107,23 @@ def test_model_guard_caps_distinct_names():
 
 def test_invalid_settings_fall_back_with_one_message_naming_them(caplog):
     settings = Settings.from_env({"CLAUDE_OTEL_PROXY_IDLE_TIMEOUT": "soon", "CLAUDE_OTEL_PROMETHEUS_PORT": "http",
-                                  "CLAUDE_OTEL_CHUNK_METRICS": "maybe", "CLAUDE_OTEL_MAX_MODELS": "-1"})
+                                  "CLAUDE_OTEL_CHUNK_METRICS": "maybe", "CLAUDE_OTEL_MAX_MODELS": "-1",
+                                  "CLAUDE_OTEL_ATTEMPT_SPANS": "some"})
     assert settings.proxy_idle_timeout is None and settings.prometheus_port is None
-    assert settings.chunk_metrics is False and settings.max_models == 50
-    assert len(settings.problems) == 4
+    assert settings.chunk_metrics is False and settings.max_models == 50 and settings.attempt_spans == "all"
+    assert len(settings.problems) == 5
     for name in ("CLAUDE_OTEL_PROXY_IDLE_TIMEOUT='soon'", "CLAUDE_OTEL_PROMETHEUS_PORT='http'",
-                 "CLAUDE_OTEL_CHUNK_METRICS='maybe'", "CLAUDE_OTEL_MAX_MODELS='-1'"):
+                 "CLAUDE_OTEL_CHUNK_METRICS='maybe'", "CLAUDE_OTEL_MAX_MODELS='-1'",
+                 "CLAUDE_OTEL_ATTEMPT_SPANS='some' is not one of all, retries"):
         assert sum(name in r.getMessage() for r in caplog.records) == 1
 
 
 def test_valid_settings_and_overrides():
     settings = Settings.from_env({"CLAUDE_OTEL_PROXY_IDLE_TIMEOUT": "60", "CLAUDE_OTEL_CAPTURE_CONTENT": "TRUE",
-                                  "PROMETHEUS_MULTIPROC_DIR": "/tmp/x"}, max_models=7)
+                                  "PROMETHEUS_MULTIPROC_DIR": "/tmp/x", "CLAUDE_OTEL_ATTEMPT_SPANS": " Retries"},
+                                 max_models=7)
     assert settings.proxy_idle_timeout == 60.0 and settings.capture_content is True
+    assert settings.attempt_spans == "retries"
     assert settings.multiproc_dir == "/tmp/x" and settings.max_models == 7 and not settings.problems
 
 
