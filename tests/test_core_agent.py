@@ -767,6 +767,17 @@ def test_chunk_metrics_are_opt_in(sim, recorded):
     between(chunks.sum, 9 * delay * 0.95, 9 * delay + 0.4)
 
 
+def test_exemplars_only_on_the_histograms_dashboards_link_from(sim, recorded):
+    create(client(sim, max_retries=2), headers=faults(fail_attempts=1, fail_status=529, retry_after_ms=50))
+    [op] = recorded.operation_spans()
+    traces = recorded.exemplar_traces()
+    for name in ("gen_ai.client.operation.duration", "anthropic.client.attempt.duration",
+                 "anthropic.client.timeout.utilization"):
+        assert traces[name] == {op.context.trace_id}, (name, traces[name])
+    for name in ("gen_ai.client.token.usage", "anthropic.client.retry.backoff", "anthropic.client.retries"):
+        assert traces[name] == set(), (name, traces[name])
+
+
 def test_attempt_spans_on_retries_only(sim, recorded):
     from claude_otel import ClaudeInstrumentor
 

@@ -63,6 +63,19 @@ class Recorded:
                             found.append(Point(name, attrs, value=p.value))
         return found
 
+    def exemplar_traces(self) -> Dict[str, set]:
+        """Returns, from one collection (the SDK hands an exemplar to one collection only), each metric's exemplar
+        trace ids."""
+        found: Dict[str, set] = {}
+        data = self.reader.get_metrics_data()
+        for rm in (data.resource_metrics if data else []):
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    traces = found.setdefault(metric.name, set())
+                    for p in metric.data.data_points:
+                        traces.update(e.trace_id for e in (getattr(p, "exemplars", None) or ()) if e.trace_id)
+        return found
+
     def total(self, name: str, **match) -> float:
         """Returns the sum of counter values, or of histogram counts, over matching points."""
         return sum(p.value if p.value is not None else p.count for p in self.points(name, **match))
