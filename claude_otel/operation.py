@@ -30,16 +30,19 @@ class Attempt:
     """One HTTP request inside an operation: its phases, outcome and, for a stream, its read waits."""
 
     __slots__ = (
-        "op", "index", "start", "start_ns", "read_timeout", "connect_timeout", "backoff", "phase_times",
+        "op", "index", "start", "start_ns", "end_ns", "read_timeout", "connect_timeout", "backoff", "phase_times",
         "headers_at", "end", "status", "error_type", "headers_wait", "pre_wait", "max_gap", "first_chunk_at",
         "last_at", "last_chunk_at", "chunks", "request_id", "cause", "model", "key", "attrs",
     )
 
-    def __init__(self, op: "Operation", index: int, start: float, read_timeout, connect_timeout, backoff) -> None:
+    def __init__(self, op: "Operation", index: int, start: float, start_ns: int, read_timeout, connect_timeout,
+                 backoff) -> None:
         self.op = op
         self.index = index
         self.start = start
-        self.start_ns = time_ns()  # the attempt's span is written when it ends, started at this time
+        # The attempt's span is written when it ends, with these wall-clock times (the operation span's clock).
+        self.start_ns = start_ns
+        self.end_ns = None
         self.read_timeout = read_timeout
         self.connect_timeout = connect_timeout
         self.backoff = backoff
@@ -167,6 +170,7 @@ class Operation:
         """Returns a started Attempt for an HTTP request, after recording the retry that led to it."""
         tel = self.tel
         now = perf_counter()
+        start_ns = time_ns()
         index = self.attempts
         self.attempts = index + 1
         backoff = None
@@ -187,7 +191,7 @@ class Operation:
                 spans.add_retry(self, reason, index, backoff)
         read_timeout, connect_timeout = timeouts.applied_timeouts(
             getattr(request, "extensions", None), getattr(request, "headers", None))
-        attempt = Attempt(self, index, now, read_timeout, connect_timeout, backoff)
+        attempt = Attempt(self, index, now, start_ns, read_timeout, connect_timeout, backoff)
         if self.rewrites:
             self._attempt_model(attempt, request)
         if index == 0:
@@ -283,6 +287,7 @@ class Operation:
         if attempt.end is not None:
             return
         attempt.end = now
+        attempt.end_ns = time_ns()
         attempt.error_type = error_type
         self.last_end = now
         tel = self.tel

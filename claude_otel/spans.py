@@ -188,7 +188,7 @@ def end_attempt(attempt, utilization: Optional[float], kind: Optional[str], sile
     span = start_attempt_span(op.tel.tracer, op.method, op.path, op.ctx, done, attempt.start_ns)
     if attempt.error_type:
         set_error(span, attempt.error_type, exc, description)
-    span.end(attempt.start_ns + int((attempt.end - attempt.start) * 1e9))
+    span.end(attempt.end_ns)
 
 
 # -- the operation span ----------------------------------------------------------------------------------------
